@@ -1,0 +1,51 @@
+// sockets.h: the few socket calls every mailfarm process makes (listen, connect,
+// peer credentials), each returning a Status that names the address.
+#ifndef MAILFARM_FARM_SOCKETS_H_
+#define MAILFARM_FARM_SOCKETS_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "farm/status.h"
+#include "farm/unique_fd.h"
+
+namespace farm {
+
+// Binds and listens on a Unix stream socket at `path` (a stale socket file is
+// replaced) and chmods it to `mode`. The fd is close-on-exec and non-blocking.
+StatusOr<UniqueFd> ListenUnix(const std::string& path, mode_t mode, int backlog = 1024);
+
+// Binds and listens on TCP `address`:`port` (IPv4 or IPv6 literal; "::" is
+// v6-only so that a v4 listener may sit beside it). Non-blocking, close-on-exec,
+// SO_REUSEADDR.
+StatusOr<UniqueFd> ListenTcp(const std::string& address, int port, int backlog = 1024);
+
+// Connects a blocking, close-on-exec Unix stream socket to `path`.
+StatusOr<UniqueFd> ConnectUnix(const std::string& path);
+
+struct PeerCred {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+// SO_PEERCRED of a connected Unix socket.
+StatusOr<PeerCred> GetPeerCred(int fd);
+
+// True when `cred` is root, the current process's uid, one of `uids`, or has
+// primary group in `gids`.
+bool PeerAllowed(const PeerCred& cred, const std::vector<uid_t>& uids,
+                 const std::vector<gid_t>& gids);
+
+Status SetNonBlocking(int fd, bool non_blocking);
+
+// Writes all of `size` bytes, retrying on EINTR and short writes (blocking fd).
+Status WriteFull(int fd, const void* data, size_t size);
+
+// Returns the port a bound TCP socket listens on (for tests that bind port 0).
+StatusOr<int> LocalPort(int fd);
+
+}  // namespace farm
+
+#endif  // MAILFARM_FARM_SOCKETS_H_
