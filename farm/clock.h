@@ -23,7 +23,8 @@ Clock* RealClock();
 // A clock that moves only when told. Not thread-safe.
 class FakeClock : public Clock {
  public:
-  explicit FakeClock(int64_t start_unix_ms = 1'700'000'000'000) : now_(start_unix_ms) {}
+  explicit FakeClock(int64_t start_unix_ms = 1'700'000'000'000)
+      : now_(start_unix_ms) {}
   int64_t NowUnixMs() const override { return now_; }
   int64_t MonotonicMs() const override { return now_; }
   void Advance(int64_t ms) { now_ += ms; }

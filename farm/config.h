@@ -45,7 +45,8 @@ std::string SpoolDir(const Config& config);
 std::string RunDir(const Config& config);
 std::string Hostname(const Config& config);  // config.hostname or gethostname()
 
-// Socket and scoreboard of a farm ("router", "filter", "transport-smtp", "smtpd").
+// Socket and scoreboard of a farm ("router", "filter", "transport-smtp",
+// "smtpd").
 std::string FarmSocketPath(const Config& config, const std::string& farm);
 std::string ScoreboardPath(const Config& config, const std::string& farm);
 std::string InjectSocketPath(const Config& config);

@@ -1,6 +1,6 @@
 // event_channel.h: framed protobuf messages over a socket driven by a libevent
-// loop. The scheduler talks to farm children, inject clients and control clients
-// through these; it never blocks on the peer.
+// loop. The scheduler talks to farm children, inject clients and control
+// clients through these; it never blocks on the peer.
 #ifndef MAILFARM_FARM_EVENT_CHANNEL_H_
 #define MAILFARM_FARM_EVENT_CHANNEL_H_
 
@@ -21,13 +21,15 @@ namespace farm {
 // Callbacks may destroy the channel from inside themselves.
 class EventChannel {
  public:
-  // Called once per complete frame with its payload (valid only during the call).
+  // Called once per complete frame with its payload (valid only during the
+  // call).
   using FrameCallback = std::function<void(std::string_view payload)>;
   // Called once when the peer closes, on a read/write error, or on a bad frame
   // (oversized or corrupt length: logged with `name`); no callback follows.
   using CloseCallback = std::function<void(const Status& why)>;
 
-  EventChannel(event_base* base, UniqueFd fd, size_t max_frame_bytes, std::string name);
+  EventChannel(event_base* base, UniqueFd fd, size_t max_frame_bytes,
+               std::string name);
   ~EventChannel();
   EventChannel(const EventChannel&) = delete;
   EventChannel& operator=(const EventChannel&) = delete;

@@ -1,7 +1,8 @@
-// farm_manager.h: the prefork skeleton (Postfix's single_server, Apache's prefork
-// MPM). A component hands RunFarm its listening sockets and a handler factory;
-// the manager forks children that accept() and serve, keeps the spare pool,
-// recycles, kills stuck children, throttles crash loops, and does no mail work.
+// farm_manager.h: the prefork skeleton (Postfix's single_server, Apache's
+// prefork MPM). A component hands RunFarm its listening sockets and a handler
+// factory; the manager forks children that accept() and serve, keeps the spare
+// pool, recycles, kills stuck children, throttles crash loops, and does no mail
+// work.
 #ifndef MAILFARM_FARM_FARM_MANAGER_H_
 #define MAILFARM_FARM_FARM_MANAGER_H_
 
@@ -21,8 +22,8 @@ class Scoreboard;
 // child's scoreboard slot.
 class ChildContext {
  public:
-  ChildContext(Scoreboard* scoreboard, int slot, uint64_t generation, uint32_t max_jobs,
-               std::string farm_name);
+  ChildContext(Scoreboard* scoreboard, int slot, uint64_t generation,
+               uint32_t max_jobs, std::string farm_name, int manager_pid);
 
   // The child works on a job or session (state busy, job clock started).
   void MarkBusy();
@@ -46,6 +47,7 @@ class ChildContext {
   uint32_t max_jobs_;
   uint64_t jobs_done_ = 0;
   std::string farm_name_;
+  int manager_pid_;
 };
 
 // Serves one accepted connection in a child. Blocking code is fine here.
@@ -62,10 +64,14 @@ class ConnectionHandler {
 using HandlerFactory = std::function<std::unique_ptr<ConnectionHandler>()>;
 
 struct FarmSpec {
-  std::string name;                    // "router", "transport-smtp", "smtpd", "echo"
-  mailfarm::config::FarmConfig pool;   // spares, limits, timeouts
+  std::string name;  // "router", "transport-smtp", "smtpd", "echo"
+  mailfarm::config::FarmConfig pool;  // spares, limits, timeouts
   std::string scoreboard_path;
-  std::vector<UniqueFd> listeners;     // bound and listening; all children accept on all
+  std::vector<UniqueFd>
+      listeners;  // bound and listening; all children accept on all
+  // Called in the manager on SIGHUP before the new generation is forked (e.g.
+  // to re-read the config that the handler factory uses). May be empty.
+  std::function<void()> reload;
 };
 
 // Runs the manager loop in the calling process until SIGTERM/SIGINT (graceful

@@ -1,6 +1,7 @@
 // inject_client.h: the blocking client side of inject.sock, shared by
-// mailfarm-smtpd's children and mailfarm-inject (sendmail). Sends InjectRequest,
-// body chunks and the end marker, then waits for the scheduler's durable reply.
+// mailfarm-smtpd's children and mailfarm-inject (sendmail). Sends
+// InjectRequest, body chunks and the end marker, then waits for the scheduler's
+// durable reply.
 #ifndef MAILFARM_FARM_INJECT_CLIENT_H_
 #define MAILFARM_FARM_INJECT_CLIENT_H_
 
@@ -20,8 +21,8 @@ namespace farm {
 class InjectClient {
  public:
   // Connects to inject.sock. Fails with a Status naming the path.
-  static StatusOr<std::unique_ptr<InjectClient>> Connect(const std::string& socket_path,
-                                                         size_t max_frame_bytes = 1 << 20);
+  static StatusOr<std::unique_ptr<InjectClient>> Connect(
+      const std::string& socket_path, size_t max_frame_bytes = 1 << 20);
 
   // Starts a message. REQUIRES: no message in progress.
   Status Begin(const mailfarm::InjectRequest& request);

@@ -9,10 +9,11 @@
 namespace farm {
 
 struct PoolCounts {
-  int idle = 0;      // waiting in accept()
-  int starting = 0;  // forked, not yet idle: counted as idle so we do not over-fork
-  int busy = 0;      // busy or holding a connection
-  int total = 0;     // every live child, including exiting ones
+  int idle = 0;  // waiting in accept()
+  int starting =
+      0;         // forked, not yet idle: counted as idle so we do not over-fork
+  int busy = 0;  // busy or holding a connection
+  int total = 0;  // every live child, including exiting ones
 };
 
 struct PoolLimits {
@@ -24,21 +25,24 @@ struct PoolLimits {
 inline constexpr int kMaxSpawnRate = 32;
 
 struct PoolDecision {
-  int spawn = 0;           // children to fork now
-  bool kill_idle = false;  // ask one idle child to exit
-  int next_spawn_rate = 1; // rate to pass in on the next tick
+  int spawn = 0;            // children to fork now
+  bool kill_idle = false;   // ask one idle child to exit
+  int next_spawn_rate = 1;  // rate to pass in on the next tick
 };
 
 // One maintenance tick. `spawn_rate` is the previous decision's next_spawn_rate
 // (start with 1): it doubles up to kMaxSpawnRate while spares are short and
-// resets to 1 otherwise. Never exceeds max_children; kills at most one idle child.
-PoolDecision DecidePool(const PoolCounts& counts, const PoolLimits& limits, int spawn_rate);
+// resets to 1 otherwise. Never exceeds max_children; kills at most one idle
+// child.
+PoolDecision DecidePool(const PoolCounts& counts, const PoolLimits& limits,
+                        int spawn_rate);
 
 // Respawn throttle for a crash loop: children that die before finishing their
 // first job, `threshold` times in a row, pause spawning for `pause_ms`.
 class CrashThrottle {
  public:
-  CrashThrottle(int threshold, int64_t pause_ms) : threshold_(threshold), pause_ms_(pause_ms) {}
+  CrashThrottle(int threshold, int64_t pause_ms)
+      : threshold_(threshold), pause_ms_(pause_ms) {}
 
   // Records a child's exit. Returns true when this exit starts a throttle
   // period (the caller logs once).

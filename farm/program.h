@@ -1,5 +1,5 @@
-// program.h: the start of every mailfarm main(): flags, --help, logging, config.
-// Keeps each binary's main() to its own job.
+// program.h: the start of every mailfarm main(): flags, --help, logging,
+// config. Keeps each binary's main() to its own job.
 #ifndef MAILFARM_FARM_PROGRAM_H_
 #define MAILFARM_FARM_PROGRAM_H_
 

@@ -14,12 +14,14 @@
 namespace farm {
 
 enum class SlotState : uint32_t {
-  kFree = 0,      // no child
-  kStarting = 1,  // forked, not yet accepting (counts as idle for the pool rule)
-  kIdle = 2,      // waiting in accept()
-  kConnected = 3, // holds a persistent connection, between jobs (Apache's keepalive)
-  kBusy = 4,      // working on a job or session
-  kExiting = 5,   // leaving (recycled, old generation, stopping)
+  kFree = 0,  // no child
+  kStarting =
+      1,      // forked, not yet accepting (counts as idle for the pool rule)
+  kIdle = 2,  // waiting in accept()
+  kConnected =
+      3,  // holds a persistent connection, between jobs (Apache's keepalive)
+  kBusy = 4,     // working on a job or session
+  kExiting = 5,  // leaving (recycled, old generation, stopping)
 };
 const char* SlotStateName(SlotState state);
 
@@ -31,6 +33,7 @@ struct ScoreboardSlot {
   std::atomic<uint64_t> jobs_done;
   std::atomic<int64_t> job_started_ms;  // monotonic ms; 0 when not busy
   std::atomic<int64_t> child_started_unix_ms;
+  std::atomic<uint32_t> exit_requested;  // set by the manager: leave when idle
 };
 
 struct ScoreboardHeader {
@@ -40,7 +43,8 @@ struct ScoreboardHeader {
   char farm[48];
   std::atomic<uint64_t> generation;  // bumped by the manager on SIGHUP
   std::atomic<uint32_t> stopping;    // set by the manager on SIGTERM
-  std::atomic<uint64_t> total_jobs;  // all jobs served since the manager started
+  std::atomic<uint64_t>
+      total_jobs;  // all jobs served since the manager started
   std::atomic<uint64_t> total_children;  // children ever forked
 };
 
@@ -53,9 +57,11 @@ class Scoreboard {
 
   // Creates (or truncates) the file with `slots` free slots, mode 0644.
   static StatusOr<std::unique_ptr<Scoreboard>> Create(const std::string& path,
-                                                      const std::string& farm, int slots);
+                                                      const std::string& farm,
+                                                      int slots);
   // Maps an existing scoreboard read-only (for mailfarmctl and metrics).
-  static StatusOr<std::unique_ptr<Scoreboard>> OpenReadOnly(const std::string& path);
+  static StatusOr<std::unique_ptr<Scoreboard>> OpenReadOnly(
+      const std::string& path);
 
   ScoreboardHeader& header() { return *header_; }
   const ScoreboardHeader& header() const { return *header_; }

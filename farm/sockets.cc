@@ -21,7 +21,8 @@ StatusOr<sockaddr_un> UnixAddress(const std::string& path) {
   addr.sun_family = AF_UNIX;
   if (path.size() >= sizeof(addr.sun_path)) {
     return Status::Invalid("socket path too long (max " +
-                           std::to_string(sizeof(addr.sun_path) - 1) + "): " + path);
+                           std::to_string(sizeof(addr.sun_path) - 1) +
+                           "): " + path);
   }
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   return addr;
@@ -29,21 +30,26 @@ StatusOr<sockaddr_un> UnixAddress(const std::string& path) {
 
 }  // namespace
 
-StatusOr<UniqueFd> ListenUnix(const std::string& path, mode_t mode, int backlog) {
+StatusOr<UniqueFd> ListenUnix(const std::string& path, mode_t mode,
+                              int backlog) {
   auto addr = UnixAddress(path);
   if (!addr.ok()) return addr.status();
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return Status::FromErrno("socket(AF_UNIX)", errno);
   ::unlink(path.c_str());  // a stale socket from a previous run
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr)) != 0) {
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr)) !=
+      0) {
     return Status::FromErrno("bind " + path, errno);
   }
-  if (::chmod(path.c_str(), mode) != 0) return Status::FromErrno("chmod " + path, errno);
-  if (::listen(fd.get(), backlog) != 0) return Status::FromErrno("listen " + path, errno);
+  if (::chmod(path.c_str(), mode) != 0)
+    return Status::FromErrno("chmod " + path, errno);
+  if (::listen(fd.get(), backlog) != 0)
+    return Status::FromErrno("listen " + path, errno);
   return fd;
 }
 
-StatusOr<UniqueFd> ListenTcp(const std::string& address, int port, int backlog) {
+StatusOr<UniqueFd> ListenTcp(const std::string& address, int port,
+                             int backlog) {
   sockaddr_storage ss{};
   socklen_t len = 0;
   int family = AF_INET;
@@ -72,7 +78,8 @@ StatusOr<UniqueFd> ListenTcp(const std::string& address, int port, int backlog) 
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
     return Status::FromErrno("bind " + name, errno);
   }
-  if (::listen(fd.get(), backlog) != 0) return Status::FromErrno("listen " + name, errno);
+  if (::listen(fd.get(), backlog) != 0)
+    return Status::FromErrno("listen " + name, errno);
   return fd;
 }
 
@@ -81,7 +88,8 @@ StatusOr<UniqueFd> ConnectUnix(const std::string& path) {
   if (!addr.ok()) return addr.status();
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return Status::FromErrno("socket(AF_UNIX)", errno);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr)) != 0) {
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr)) !=
+      0) {
     return Status::FromErrno("connect " + path, errno);
   }
   return fd;
@@ -112,7 +120,8 @@ Status SetNonBlocking(int fd, bool non_blocking) {
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0) return Status::FromErrno("fcntl(F_GETFL)", errno);
   flags = non_blocking ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
-  if (::fcntl(fd, F_SETFL, flags) != 0) return Status::FromErrno("fcntl(F_SETFL)", errno);
+  if (::fcntl(fd, F_SETFL, flags) != 0)
+    return Status::FromErrno("fcntl(F_SETFL)", errno);
   return Status::Ok();
 }
 
@@ -136,8 +145,10 @@ StatusOr<int> LocalPort(int fd) {
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
     return Status::FromErrno("getsockname", errno);
   }
-  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  if (ss.ss_family == AF_INET)
+    return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  if (ss.ss_family == AF_INET6)
+    return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
   return Status::Invalid("not a TCP socket");
 }
 

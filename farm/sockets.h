@@ -1,5 +1,5 @@
-// sockets.h: the few socket calls every mailfarm process makes (listen, connect,
-// peer credentials), each returning a Status that names the address.
+// sockets.h: the few socket calls every mailfarm process makes (listen,
+// connect, peer credentials), each returning a Status that names the address.
 #ifndef MAILFARM_FARM_SOCKETS_H_
 #define MAILFARM_FARM_SOCKETS_H_
 
@@ -15,12 +15,14 @@ namespace farm {
 
 // Binds and listens on a Unix stream socket at `path` (a stale socket file is
 // replaced) and chmods it to `mode`. The fd is close-on-exec and non-blocking.
-StatusOr<UniqueFd> ListenUnix(const std::string& path, mode_t mode, int backlog = 1024);
+StatusOr<UniqueFd> ListenUnix(const std::string& path, mode_t mode,
+                              int backlog = 1024);
 
 // Binds and listens on TCP `address`:`port` (IPv4 or IPv6 literal; "::" is
-// v6-only so that a v4 listener may sit beside it). Non-blocking, close-on-exec,
-// SO_REUSEADDR.
-StatusOr<UniqueFd> ListenTcp(const std::string& address, int port, int backlog = 1024);
+// v6-only so that a v4 listener may sit beside it). Non-blocking,
+// close-on-exec, SO_REUSEADDR.
+StatusOr<UniqueFd> ListenTcp(const std::string& address, int port,
+                             int backlog = 1024);
 
 // Connects a blocking, close-on-exec Unix stream socket to `path`.
 StatusOr<UniqueFd> ConnectUnix(const std::string& path);

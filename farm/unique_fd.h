@@ -1,4 +1,5 @@
-// unique_fd.h: RAII owner of a file descriptor; every fd in mailfarm lives in one.
+// unique_fd.h: RAII owner of a file descriptor; every fd in mailfarm lives in
+// one.
 #ifndef MAILFARM_FARM_UNIQUE_FD_H_
 #define MAILFARM_FARM_UNIQUE_FD_H_
 

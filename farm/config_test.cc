@@ -1,0 +1,81 @@
+// config_test.cc: config loading errors name file:line:col; checks catch
+// mistakes.
+#include "farm/config.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+namespace farm {
+namespace {
+
+std::string WriteTemp(const std::string& text) {
+  char path[] = "/tmp/mailfarm-config-XXXXXX";
+  int fd = ::mkstemp(path);
+  EXPECT_GE(fd, 0);
+  ::close(fd);
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(ConfigTest, SyntaxErrorNamesFileLineAndColumn) {
+  std::string path =
+      WriteTemp("hostname: \"mx\"\npaths {\n  spool_dir: 12 oops\n}\n");
+  auto config = LoadConfig(path);
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().message().rfind(path + ":3:", 0), 0u)
+      << config.status().message();
+  ::unlink(path.c_str());
+}
+
+TEST(ConfigTest, UnknownFieldIsAnError) {
+  std::string path = WriteTemp("no_such_key: 1\n");
+  auto config = LoadConfig(path);
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find(path + ":1:"), std::string::npos);
+  EXPECT_NE(config.status().message().find("no_such_key"), std::string::npos);
+  ::unlink(path.c_str());
+}
+
+TEST(ConfigTest, RouteToUnknownChannelIsRefused) {
+  std::string path = WriteTemp(
+      "channel { name: \"smtp\" type: SMTP }\n"
+      "routing { route { domain: \"*\" channel: \"nope\" } }\n");
+  auto config = LoadConfig(path);
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("unknown channel \"nope\""),
+            std::string::npos);
+  ::unlink(path.c_str());
+}
+
+TEST(ConfigTest, DuplicateChannelAndBadPoolAreRefused) {
+  std::string path = WriteTemp(
+      "channel { name: \"a\" type: SMTP }\nchannel { name: \"a\" type: LOCAL "
+      "}\n");
+  EXPECT_FALSE(LoadConfig(path).ok());
+  std::ofstream(path) << "router { min_spare: 5 max_spare: 2 }\n";
+  auto bad_pool = LoadConfig(path);
+  ASSERT_FALSE(bad_pool.ok());
+  EXPECT_NE(bad_pool.status().message().find("min_spare"), std::string::npos);
+  ::unlink(path.c_str());
+}
+
+TEST(ConfigTest, RelativePathsBecomeAbsoluteAndDerivedPathsAgree) {
+  std::string path =
+      WriteTemp("paths { run_dir: \"var/run\" spool_dir: \"/srv/spool\" }\n");
+  auto config = LoadConfig(path);
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  char cwd[4096];
+  ASSERT_NE(::getcwd(cwd, sizeof(cwd)), nullptr);
+  EXPECT_EQ(RunDir(*config), std::string(cwd) + "/var/run");
+  EXPECT_EQ(SpoolDir(*config), "/srv/spool");
+  EXPECT_EQ(FarmSocketPath(*config, "router"),
+            std::string(cwd) + "/var/run/router.sock");
+  EXPECT_EQ(TransportFarmName("smtp"), "transport-smtp");
+  ::unlink(path.c_str());
+}
+
+}  // namespace
+}  // namespace farm

@@ -1,0 +1,66 @@
+// supervisor.h: the heart of mailfarmd. Starts every configured component
+// (farms, scheduler, front end) as its own process group, restarts one that
+// dies with exponential backoff, runs mailfarm-replay once the scheduler is up,
+// forwards SIGHUP, and stops everything in order on SIGTERM.
+#ifndef MAILFARM_FARM_SUPERVISOR_H_
+#define MAILFARM_FARM_SUPERVISOR_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "farm/config.h"
+#include "farm/status.h"
+
+namespace farm {
+
+struct Component {
+  std::string name;  // "scheduler", "router", "transport-smtp", "smtpd", ...
+  std::vector<std::string> argv;  // argv[0] is an absolute path
+  bool one_shot = false;          // mailfarm-replay: run once, never restarted
+  pid_t pid = 0;
+  int64_t started_ms = 0;
+  int64_t next_start_ms = 0;  // when a dead component may start again
+  int64_t backoff_ms = 0;
+  bool finished = false;  // one-shot that has run
+};
+
+// The components a config asks for, in start order (farms, scheduler, front
+// end); stop order is the reverse. Fails when a binary is missing.
+StatusOr<std::vector<Component>> PlanComponents(const Config& config,
+                                                const std::string& config_path,
+                                                const std::string& bin_dir);
+
+// Single-threaded; owns the component processes.
+class Supervisor {
+ public:
+  Supervisor(Config config, std::string config_path, std::string bin_dir,
+             std::vector<Component> components);
+  // Runs until SIGTERM/SIGINT and an orderly stop. Returns the exit code.
+  int Run();
+
+ private:
+  void StartDue(int64_t now);
+  void Start(Component& c);
+  void ReapChildren(int64_t now);
+  void Reload();
+  void Stop();
+  void CheckReady();
+  void StartReplay();
+
+  Config config_;
+  std::string config_path_;
+  std::string bin_dir_;
+  std::vector<Component> components_;
+  bool ready_ = false;
+  bool replay_started_ = false;
+};
+
+// Where mailfarmd's sibling binaries are: paths.bin_dir or mailfarmd's own dir.
+std::string BinDir(const Config& config);
+
+}  // namespace farm
+
+#endif  // MAILFARM_FARM_SUPERVISOR_H_
