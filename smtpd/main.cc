@@ -1,0 +1,108 @@
+// main.cc: mailfarm-smtpd, the SMTP front end. Binds the configured TCP
+// listeners and runs a preforked farm whose children each serve one SMTP
+// session at a time (smtpd_handler.cc); mailfarmd starts it.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+
+#include <memory>
+
+#include "farm/farm_manager.h"
+#include "farm/program.h"
+#include "farm/sockets.h"
+#include "smtpd/smtpd_handler.h"
+#include "smtpd/smtpd_settings.h"
+
+namespace {
+
+const char kHelp[] = R"(NAME
+    mailfarm-smtpd - the SMTP front end of mailfarm, a preforked farm
+
+SYNOPSIS
+    mailfarm-smtpd --config FILE
+
+DESCRIPTION
+    Binds the TCP listeners of the config's smtpd.listen entries (IPv4 and
+    IPv6 literals; default 127.0.0.1:2525) and runs a preforked farm named
+    "smtpd" (pool settings from smtpd.farm). Each child accepts a connection
+    and serves one RFC 5321 session at a time: EHLO/HELO, MAIL, RCPT, DATA,
+    RSET, NOOP, QUIT, HELP, VRFY, with PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
+    ENHANCEDSTATUSCODES and STARTTLS (when smtpd.tls_cert_file and
+    smtpd.tls_key_file are set).
+
+    Every message is streamed to mailfarm-scheduler over inject.sock while it
+    arrives; "250 Ok: queued as QID" is sent only after the scheduler's durable
+    acknowledgement. A scheduler tempfail or an unreachable scheduler gives 451.
+
+    Relay control: recipients in routing.local_domains and routing.relay_domains
+    are accepted from anyone; other recipients only from smtpd.trusted_networks
+    (CIDR, IPv4 and IPv6); otherwise "554 5.7.1 Relay access denied". A /0
+    trusted network is refused as a configuration error.
+
+    Listeners with proxy_protocol: true expect a HAProxy PROXY v1 or v2 header,
+    accepted only from smtpd.proxy_networks; the client address it carries is
+    used for relay control and the Received: header.
+
+    SIGHUP re-reads the config (not the listeners) and restarts the children
+    gracefully; SIGTERM stops the farm. Usually started by mailfarmd.
+
+OPTIONS
+    --config FILE   the mailfarm.conf to use (default /etc/mailfarm/mailfarm.conf)
+    --help          this text
+
+EXIT STATUS
+    0 after an orderly stop; 71 when a listener cannot be bound; 73 when the
+    scoreboard cannot be created; 78 on a configuration error.
+
+FILES
+    run_dir/inject.sock         the scheduler's injection socket
+    run_dir/smtpd.scoreboard    the farm's scoreboard (mailfarmctl farm status)
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  farm::InitProgram(&argc, &argv, kHelp);
+  farm::Config config = farm::LoadConfigOrDie();
+  auto settings = smtpd::BuildSettings(config);
+  if (!settings.ok()) {
+    LOG(ERROR) << FLAGS_config << ": " << settings.status().message();
+    return farm::kExitConfig;
+  }
+  farm::FarmSpec spec;
+  spec.name = "smtpd";
+  spec.pool = config.smtpd().farm();
+  spec.scoreboard_path = farm::ScoreboardPath(config, "smtpd");
+  for (const smtpd::ListenerSettings& l : (*settings)->listeners) {
+    auto fd = farm::ListenTcp(l.address, l.port);
+    if (!fd.ok()) {
+      LOG(ERROR) << "smtpd: " << fd.status().message();
+      return farm::kExitOsErr;
+    }
+    LOG(INFO) << "smtpd: listening on " << l.address << " port " << l.port
+              << (l.proxy_protocol ? " (PROXY protocol)" : "");
+    spec.listeners.push_back(std::move(*fd));
+  }
+  // The manager swaps the settings on SIGHUP; children forked afterwards get
+  // the new ones.
+  std::shared_ptr<const smtpd::SmtpdSettings> current = *settings;
+  spec.reload = [&current] {
+    auto fresh_config = farm::LoadConfig(FLAGS_config);
+    if (!fresh_config.ok()) {
+      LOG(ERROR) << "reload: " << fresh_config.status().message()
+                 << " (keeping the old config)";
+      return;
+    }
+    auto fresh = smtpd::BuildSettings(*fresh_config);
+    if (!fresh.ok()) {
+      LOG(ERROR) << "reload: " << fresh.status().message()
+                 << " (keeping the old config)";
+      return;
+    }
+    current = *fresh;
+  };
+  return farm::RunFarm(
+      std::move(spec),
+      [&current]() -> std::unique_ptr<farm::ConnectionHandler> {
+        return std::make_unique<smtpd::SmtpdHandler>(current);
+      });
+}
