@@ -340,3 +340,85 @@ def make_server_cert(root, ca, name, san):
     openssl("x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial",
             "-out", cert, "-days", "2", "-extfile", ext)
     return key, cert
+
+
+# --- a tiny DNS server --------------------------------------------------------
+
+class FakeDns:
+    """Answers UDP DNS queries on 127.0.0.1 from a table, for MX tests.
+
+    zone: {(name, "MX"): [(pref, host), ...] or "NODATA"; (name, "A"): ["1.2.3.4"]};
+    names missing from every key are NXDOMAIN; a known name with a missing
+    type is NODATA.
+    """
+
+    TYPES = {1: "A", 15: "MX", 28: "AAAA"}
+
+    def __init__(self, zone):
+        self.zone = {(n.lower(), t): v for (n, t), v in zone.items()}
+        self.names = {n for n, _ in self.zone}
+        self.queries = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _name(data, pos):
+        labels = []
+        while data[pos] != 0:
+            n = data[pos]
+            labels.append(data[pos + 1:pos + 1 + n].decode())
+            pos += 1 + n
+        return ".".join(labels), pos + 1
+
+    @staticmethod
+    def _encode(name):
+        out = b""
+        for label in name.split("."):
+            if label:
+                out += bytes([len(label)]) + label.encode()
+        return out + b"\0"
+
+    def _serve(self):
+        self.sock.settimeout(0.2)
+        while not self.stopping:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except OSError:
+                continue
+            self.sock.sendto(self._answer(data), addr)
+
+    def _answer(self, q):
+        qid = q[:2]
+        name, pos = self._name(q, 12)
+        qtype = int.from_bytes(q[pos:pos + 2], "big")
+        question = q[12:pos + 4]
+        tname = self.TYPES.get(qtype, str(qtype))
+        self.queries.append((name, tname))
+        key = (name.lower(), tname)
+        rcode = 0
+        answers = []
+        if name.lower() not in self.names:
+            rcode = 3  # NXDOMAIN
+        elif key in self.zone and self.zone[key] != "NODATA":
+            for value in self.zone[key]:
+                if tname == "MX":
+                    rdata = value[0].to_bytes(2, "big") + self._encode(value[1])
+                elif tname == "A":
+                    rdata = socket.inet_pton(socket.AF_INET, value)
+                else:
+                    rdata = socket.inet_pton(socket.AF_INET6, value)
+                answers.append(b"\xc0\x0c" + qtype.to_bytes(2, "big") + b"\x00\x01" +
+                               (60).to_bytes(4, "big") + len(rdata).to_bytes(2, "big") + rdata)
+        flags = 0x8180 | rcode
+        header = qid + flags.to_bytes(2, "big") + b"\x00\x01" + \
+            len(answers).to_bytes(2, "big") + b"\x00\x00\x00\x00"
+        return header + question + b"".join(answers)
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()

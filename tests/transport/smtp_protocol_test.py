@@ -1,0 +1,169 @@
+"""mailfarm-transport smtp channel: protocol details against a hand-driven server.
+
+PIPELINING (MAIL, RCPT and DATA arrive in one write), a server without
+PIPELINING (one command at a time), the connection dropped in the middle of
+DATA (every recipient deferred, no open session), a 554 greeting (bounced),
+SMTPUTF8 needed but not offered (bounced 5.6.7), a SIZE limit (bounced 5.3.4),
+a 1 MB body with dot lines arriving intact; and MX resolution through a fake
+DNS server: preference order with fallback to the next MX, null MX (5.1.10),
+NXDOMAIN (5.1.2), no MX -> the domain's A record.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import mailfarm_harness as mh  # noqa: E402
+import transport_testlib as tl  # noqa: E402
+
+
+def unstuff(data):
+    """What a server stores from DATA bytes (RFC 5321 4.5.2), terminator removed."""
+    assert data.endswith(b"\r\n.\r\n") or data == b".\r\n", data[-20:]
+    lines = data[:-3].split(b"\r\n")[:-1] if data != b".\r\n" else []
+    return b"".join((l[1:] if l.startswith(b".") else l) + b"\r\n" for l in lines)
+
+
+def main():
+    check = tl.Check()
+    root = mh.make_temp_dir("mf-tproto-")
+    servers = []
+    farms = []
+    dns = None
+    try:
+        piped = tl.RawServer(ehlo_lines=("PIPELINING", "SIZE 100000000", "8BITMIME"))
+        plain = tl.RawServer(ehlo_lines=("8BITMIME",))
+        dropper = tl.RawServer(drop_in_data_after=1000)
+        refuser = tl.RawServer(greeting="554 5.7.1 go away")
+        small = tl.RawServer(ehlo_lines=("PIPELINING", "SIZE 500"))
+        servers += [piped, plain, dropper, refuser, small]
+        dns = tl.FakeDns({
+            ("pref.test", "MX"): [(20, "up.pref.test"), (10, "down.pref.test")],
+            ("up.pref.test", "A"): ["127.0.0.1"],
+            ("down.pref.test", "A"): ["127.0.0.2"],  # nothing listens there
+            ("nullmx.test", "MX"): [(0, "")],
+            ("nomx.test", "MX"): "NODATA",
+            ("nomx.test", "A"): ["127.0.0.1"],
+        })
+        config = tl.farm_config(root, [
+            'channel { name: "out" type: SMTP farm { start_children: 1 min_spare: 1 '
+            'max_spare: 2 } smtp { tls { level: MAY } command_timeout_ms: 20000 } }',
+            'channel { name: "dns" type: SMTP farm { start_children: 1 min_spare: 1 '
+            'max_spare: 2 } smtp { tls { level: NONE } dns_servers: "127.0.0.1:%d" '
+            'default_port: %d connect_timeout_ms: 5000 } }' % (dns.port, piped.port),
+        ])
+        out = tl.TransportFarm(root, config, "out")
+        farms.append(out)
+
+        def run(server, recipients, body=b"Subject: t\r\n\r\nhello\r\n", **kw):
+            conn = out.connect()
+            try:
+                return conn.run(tl.make_job(root, body, recipients,
+                                            nexthop="[127.0.0.1]:%d" % server.port, **kw))
+            finally:
+                conn.close()
+
+        # PIPELINING: the command group is one write; a big dotted body is intact.
+        big = b"Subject: big\r\n\r\n" + b"".join(
+            (b"." * (i % 3)) + b"line %d of a long message body\r\n" % i for i in range(30000))
+        r = run(piped, ["a@dest.test", "b@dest.test"], body=big)
+        check.eq([o[0] for o in tl.outcomes(r).values()], ["OUTCOME_OK"] * 2, "pipelined: ok")
+        check.true(any(b"MAIL FROM:<sender@origin.test> SIZE=" in c and
+                       b"RCPT TO:<a@dest.test>\r\nRCPT TO:<b@dest.test>\r\nDATA\r\n" in c
+                       for c in piped.chunks),
+                   "MAIL, RCPTs and DATA in one chunk: %r" % piped.chunks[:4])
+        check.eq(len(piped.messages), 1, "pipelined: one message")
+        if piped.messages:
+            stored = unstuff(piped.messages[0])
+            check.true(stored.endswith(big), "1 MB dotted body intact (%d vs %d bytes)"
+                       % (len(stored), len(big)))
+
+        # No PIPELINING: each command waits for its reply.
+        r = run(plain, ["a@dest.test", "b@dest.test"])
+        check.eq([o[0] for o in tl.outcomes(r).values()], ["OUTCOME_OK"] * 2, "plain: ok")
+        check.true(all(b"\r\n" not in c.rstrip(b"\r\n") for c in plain.chunks
+                       if c.startswith((b"MAIL", b"RCPT"))),
+                   "one command per write without PIPELINING: %r" % plain.chunks)
+
+        # Dropped mid-DATA.
+        r = run(dropper, ["a@dest.test", "b@dest.test"], body=big)
+        got = tl.outcomes(r)
+        check.eq([g[:2] for g in got.values()], [("OUTCOME_TEMPFAIL", "4.4.2")] * 2,
+                 "dropped mid-DATA: deferred")
+        check.true("lost connection" in got[0][2] and "message body" in got[0][2],
+                   "dropped text %r" % (got[0][2],))
+        check.eq(r.open_session, "", "dropped: no open session")
+        check.eq(len(dropper.messages), 0, "dropped: nothing stored")
+
+        # 554 greeting.
+        r = run(refuser, ["a@dest.test"])
+        got = tl.outcomes(r)[0]
+        check.eq(got[:2], ("OUTCOME_PERMFAIL", "5.7.1"), "554 greeting: bounced")
+        check.true("refused to talk to me: 554 5.7.1 go away" in got[2], "554 text %r" % (got[2],))
+
+        # SMTPUTF8 needed but not offered.
+        r = run(piped, ["a@dest.test"], smtputf8=True)
+        got = tl.outcomes(r)[0]
+        check.eq(got[:2], ("OUTCOME_PERMFAIL", "5.6.7"), "SMTPUTF8 not offered: bounced")
+        check.true("SMTPUTF8 is required" in got[2], "SMTPUTF8 text %r" % (got[2],))
+
+        # SIZE limit.
+        r = run(small, ["a@dest.test"], body=b"Subject: x\r\n\r\n" + b"x" * 1000 + b"\r\n")
+        got = tl.outcomes(r)[0]
+        check.eq(got[:2], ("OUTCOME_PERMFAIL", "5.3.4"), "over SIZE: bounced")
+        check.true("exceeds size limit 500" in got[2], "SIZE text %r" % (got[2],))
+        check.eq(len(small.messages), 0, "over SIZE: nothing sent")
+
+        # MX through the fake DNS server.
+        dnsfarm = tl.TransportFarm(root, config, "dns")
+        farms.append(dnsfarm)
+
+        def run_dns(domain):
+            conn = dnsfarm.connect()
+            try:
+                return conn.run(tl.make_job(root, b"Subject: mx\r\n\r\nvia mx\r\n",
+                                            ["u@" + domain], channel="dns"))
+            finally:
+                conn.close()
+
+        before = len(piped.messages)
+        r = run_dns("pref.test")
+        got = tl.outcomes(r)[0]
+        check.eq(got[0], "OUTCOME_OK", "MX: delivered via the second MX %r" % (got,))
+        check.true(r.recipients[0].relay.startswith("up.pref.test[127.0.0.1]:"),
+                   "MX relay %r" % r.recipients[0].relay)
+        check.eq(len(piped.messages), before + 1, "MX: message at the server")
+        log = dnsfarm.log()
+        check.true(log.find("down.pref.test[127.0.0.2]") != -1,
+                   "the preferred MX was tried first")
+        check.eq(r.open_session, "dns pref.test", "MX: session key is channel + domain")
+
+        r = run_dns("nullmx.test")
+        got = tl.outcomes(r)[0]
+        check.eq(got[:2], ("OUTCOME_PERMFAIL", "5.1.10"), "null MX: bounced")
+        check.true("null MX" in got[2], "null MX text %r" % (got[2],))
+
+        r = run_dns("nxdomain.test")
+        got = tl.outcomes(r)[0]
+        check.eq(got[:2], ("OUTCOME_PERMFAIL", "5.1.2"), "NXDOMAIN: bounced")
+        check.eq(r.connection_failure, False, "NXDOMAIN is no connection failure")
+
+        before = len(piped.messages)
+        r = run_dns("nomx.test")
+        check.eq(tl.outcomes(r)[0][0], "OUTCOME_OK", "no MX: delivered to the A record")
+        check.eq(len(piped.messages), before + 1, "no MX: message at the server")
+        check.true(("nomx.test", "A") in dns.queries, "A lookup after NODATA MX")
+    finally:
+        logs = "".join(f.log() for f in farms)
+        for f in farms:
+            f.stop()
+        for s in servers:
+            s.stop()
+        if dns:
+            dns.stop()
+    check.done(logs)
+
+
+if __name__ == "__main__":
+    main()
