@@ -1,0 +1,78 @@
+// inject_server.h: the scheduler's inject.sock. Each connection sends
+// InjectRequest, body chunks and the last chunk; the reply comes only after
+// the queue manager reports the message durable. Limits (message size,
+// recipients, frame size, connections) give precise replies; the peer's
+// credentials are checked first. Loop thread only.
+#ifndef MAILFARM_SCHEDULER_INJECT_SERVER_H_
+#define MAILFARM_SCHEDULER_INJECT_SERVER_H_
+
+#include <event2/event.h>
+#include <sys/types.h>
+
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "farm/clock.h"
+#include "farm/event_channel.h"
+#include "farm/status.h"
+#include "farm/unique_fd.h"
+#include "scheduler/queue_manager.h"
+
+namespace mailfarm::scheduler {
+
+struct InjectLimits {
+  uint64_t max_message_bytes = 52428800;
+  uint32_t max_recipients = 1000;
+  uint32_t max_connections = 256;
+  size_t max_frame_bytes = 1 << 20;
+  std::vector<uid_t> uids;  // besides root and our own uid
+  std::vector<gid_t> gids;
+};
+
+// Checks an address as the scheduler accepts it: "" (the null sender) only as
+// a sender, otherwise local@domain or a bare local part, no spaces, controls
+// or angle brackets, at most 320 bytes. Returns the problem, or "" when fine.
+std::string AddressProblem(const std::string& address, bool is_sender);
+
+class InjectServer {
+ public:
+  // Takes the listening socket (bound by the caller).
+  InjectServer(event_base* base, farm::UniqueFd listener, QueueManager* queue,
+               farm::Clock* clock, InjectLimits limits);
+  ~InjectServer();
+  InjectServer(const InjectServer&) = delete;
+  InjectServer& operator=(const InjectServer&) = delete;
+
+  void SetLimits(InjectLimits limits) { limits_ = std::move(limits); }
+  // Stops accepting (shutdown); open connections finish their message.
+  void StopAccepting();
+  size_t connections() const { return conns_.size(); }
+
+ private:
+  struct Conn;
+  static void OnAccept(evutil_socket_t fd, short, void* arg);
+  void Accept();
+  void OnFrame(Conn* conn, std::string_view payload);
+  void OnRequest(Conn* conn, const InjectRequest& request);
+  void OnChunk(Conn* conn, const BodyChunk& chunk);
+  void Commit(Conn* conn);
+  void Reply(Conn* conn, InjectReply::Status status, const std::string& dsn,
+             const std::string& text, const std::string& qid = "");
+  void Close(Conn* conn);
+
+  event_base* base_;
+  farm::UniqueFd listener_;
+  event* accept_event_ = nullptr;
+  QueueManager* queue_;
+  farm::Clock* clock_;
+  InjectLimits limits_;
+  std::list<std::unique_ptr<Conn>> conns_;
+  uint64_t next_serial_ = 0;
+  std::shared_ptr<bool> alive_;
+};
+
+}  // namespace mailfarm::scheduler
+
+#endif  // MAILFARM_SCHEDULER_INJECT_SERVER_H_

@@ -1,0 +1,1127 @@
+// queue_manager.cc: the job table and each job's life: StartAttempt runs the
+// stages a job still needs (Continue), results are applied per recipient and
+// made durable (Persist) before the job moves on, and Settle decides what an
+// attempt came to: removed, bounced (a DSN queued as a new job), held or
+// deferred with backoff.
+#include "scheduler/queue_manager.h"
+
+#include <fcntl.h>
+#include <glog/logging.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+
+#include "farm/config.h"
+#include "scheduler/dsn.h"
+
+namespace mailfarm::scheduler {
+
+namespace {
+
+enum JobState { kActive, kDeferred, kHeld, kRemoving };
+
+const char* StateName(int state) {
+  switch (state) {
+    case kActive:
+      return "active";
+    case kDeferred:
+      return "deferred";
+    case kHeld:
+      return "hold";
+    default:
+      return "removing";
+  }
+}
+
+std::string Lower(std::string s) {
+  for (char& c : s)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string DomainOf(const std::string& address) {
+  size_t at = address.rfind('@');
+  return at == std::string::npos ? "" : Lower(address.substr(at + 1));
+}
+
+std::string Seconds(int64_t ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2g",
+                static_cast<double>(std::max<int64_t>(ms, 0)) / 1000.0);
+  if (ms >= 10'000)
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(ms / 1000));
+  return buf;
+}
+
+}  // namespace
+
+struct RouteTarget {
+  std::string address;
+  std::string channel;
+  std::string nexthop;
+  bool done = false;
+};
+
+struct QueueManager::Slot {
+  uint32_t index = 0;
+  std::string address;
+  spool::RecipientStatus status = spool::RCPT_PENDING;
+  bool routed =
+      false;  // routes below are valid (in memory only: redone after a crash)
+  bool failed = false;  // failed permanently; the DSN is not queued yet
+  std::vector<RouteTarget> routes;
+  bool pending() const { return status == spool::RCPT_PENDING && !failed; }
+};
+
+struct QueueManager::Group {
+  std::string channel;
+  std::string nexthop;
+  std::vector<std::pair<uint32_t, uint32_t>> members;  // (slot, route)
+};
+
+struct QueueManager::Job {
+  uint64_t id = 0;
+  std::string qid;
+  std::string path;
+  std::string sender;
+  std::vector<Slot> slots;
+  int64_t arrival_ms = 0;
+  uint64_t body_offset = 0;
+  uint64_t body_size = 0;
+  bool is_bounce = false;
+  bool smtputf8 = false;
+  bool eight_bit = false;
+  std::unique_ptr<ClientInfo> client;  // only when there is something in it
+
+  // Durable state (mirrors the last JobState record).
+  uint32_t attempts = 0;
+  int64_t next_attempt_ms = 0;
+  bool held = false;
+  std::string last_error;
+  uint64_t sequence = 0;
+  uint64_t truncate_to = 0;  // a torn tail to cut before the next append
+
+  int state = kActive;
+  // The current attempt.
+  bool filtered = false;
+  std::vector<Header> added_headers;
+  bool tried_route = false, tried_filter = false, tried_deliver = false;
+  bool stop_attempt = false;
+  bool expired = false;
+  int in_flight = 0;
+  int aborts = 0;
+  std::vector<Group> groups;
+  std::vector<FailedRecipient> failures;
+  int64_t activated_ms = 0;  // monotonic
+  bool bounce_in_progress = false;
+
+  // Durability chain: one append at a time per job.
+  bool io_busy = false;
+  bool persist_again = false;
+  std::vector<uint32_t>
+      dirty;  // slots whose status changed since the last record
+  std::vector<std::function<void(Job*)>> waiters;
+
+  bool delete_requested = false;
+  bool bounce_requested = false;
+};
+
+QueueSettings QueueSettings::FromConfig(const config::Config& config) {
+  const auto& s = config.scheduler();
+  QueueSettings q;
+  q.retry.min_backoff_ms = int64_t{s.min_backoff_s()} * 1000;
+  q.retry.max_backoff_ms = int64_t{s.max_backoff_s()} * 1000;
+  q.retry.max_lifetime_ms = int64_t{s.max_queue_lifetime_s()} * 1000;
+  q.bounce_lifetime_ms = int64_t{s.bounce_queue_lifetime_s()} * 1000;
+  q.filter_enabled = s.filter_enabled();
+  q.hostname = farm::Hostname(config);
+  q.postmaster = s.postmaster();
+  q.bounce_sender_name = s.bounce_sender_name();
+  return q;
+}
+
+QueueManager::QueueManager(SpoolStore* store, StageDispatcher* dispatcher,
+                           farm::Clock* clock, QueueSettings settings)
+    : store_(store),
+      dispatcher_(dispatcher),
+      clock_(clock),
+      settings_(std::move(settings)),
+      rng_(std::random_device{}()) {}
+
+QueueManager::~QueueManager() = default;
+
+QueueManager::Job* QueueManager::Find(uint64_t id) {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : it->second.get();
+}
+
+QueueManager::Job* QueueManager::FindQid(const std::string& qid) {
+  auto it = by_qid_.find(qid);
+  return it == by_qid_.end() ? nullptr : Find(it->second);
+}
+
+uint64_t QueueManager::counter(const std::string& name) const {
+  auto it = counters_.find(name);
+  return it == counters_.end() ? 0 : it->second;
+}
+
+void QueueManager::SetState(Job* job, int state) {
+  if (job->state == kActive && state != kActive) --active_;
+  if (job->state != kActive && state == kActive) ++active_;
+  job->state = state;
+}
+
+void QueueManager::Register(std::unique_ptr<Job> job) {
+  job->id = next_id_++;
+  job->state = kHeld;  // not active until StartAttempt / Defer decide
+  by_qid_[job->qid] = job->id;
+  jobs_[job->id] = std::move(job);
+}
+
+// ---------------------------------------------------------------------------
+// Entry of new work: injection and adoption.
+
+void QueueManager::Inject(
+    spool::Envelope envelope, std::string body,
+    std::function<void(farm::StatusOr<std::string>)> done) {
+  auto shared = std::make_shared<spool::Envelope>(envelope);
+  uint64_t size = body.size();
+  store_->Create(
+      std::move(envelope), std::move(body),
+      [this, shared, size,
+       done = std::move(done)](farm::StatusOr<SpoolStore::Created> r) {
+        if (!r.ok()) {
+          Count("inject_failures");
+          done(r.status());
+          return;
+        }
+        auto job = std::make_unique<Job>();
+        job->qid = r->qid;
+        job->path = r->path;
+        job->sender = shared->sender();
+        for (const auto& rc : shared->recipients()) {
+          Slot slot;
+          slot.index = rc.index();
+          slot.address = rc.address();
+          job->slots.push_back(std::move(slot));
+        }
+        job->arrival_ms = shared->arrival_unix_ms();
+        job->body_offset = r->body_offset;
+        job->body_size = size;
+        job->is_bounce = shared->is_bounce();
+        job->smtputf8 = shared->smtputf8();
+        job->eight_bit = shared->eight_bit();
+        if (shared->client().ByteSizeLong() > 0) {
+          job->client = std::make_unique<ClientInfo>(shared->client());
+        }
+        LOG(INFO) << r->qid << ": from=<" << job->sender << ">, size=" << size
+                  << ", nrcpt=" << job->slots.size()
+                  << (job->is_bounce ? " (bounce)" : "") << " (queue active)";
+        Count("injected");
+        Job* raw = job.get();
+        Register(std::move(job));
+        done(r->qid);
+        if (Find(raw->id) == raw) StartAttempt(raw);
+      });
+}
+
+void QueueManager::Adopt(std::vector<std::pair<std::string, std::string>> jobs,
+                         std::function<void(AdoptCounts)> done) {
+  struct Pending {
+    AdoptCounts counts;
+    size_t outstanding = 0;
+    std::function<void(AdoptCounts)> done;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->done = std::move(done);
+  pending->outstanding = 1;  // released at the end of this function
+  auto finish_one = [pending] {
+    if (--pending->outstanding == 0) pending->done(pending->counts);
+  };
+  for (auto& [qid, given_path] : jobs) {
+    if (by_qid_.count(qid) > 0) {
+      ++pending->counts.already_known;
+      continue;
+    }
+    std::string path = given_path.empty() ? store_->PathOf(qid) : given_path;
+    ++pending->outstanding;
+    store_->Read(path, [this, pending, finish_one, qid,
+                        path](farm::StatusOr<QueueFile> file) {
+      if (!file.ok() || file->envelope.qid() != qid) {
+        ++pending->counts.failed;
+        if (pending->counts.first_error.empty()) {
+          pending->counts.first_error =
+              file.ok() ? path + ": envelope qid differs from " + qid
+                        : file.status().message();
+        }
+        finish_one();
+        return;
+      }
+      if (by_qid_.count(qid) > 0) {  // two adopt requests raced
+        ++pending->counts.already_known;
+        finish_one();
+        return;
+      }
+      auto job = std::make_unique<Job>();
+      const spool::Envelope& e = file->envelope;
+      job->qid = qid;
+      job->path = path;
+      job->sender = e.sender();
+      std::map<uint32_t, spool::RecipientStatus> status;
+      for (const auto& r : file->state.recipients())
+        status[r.index()] = r.status();
+      for (const auto& r : e.recipients()) {
+        Slot slot;
+        slot.index = r.index();
+        slot.address = r.address();
+        if (status.count(r.index()) > 0) slot.status = status[r.index()];
+        job->slots.push_back(std::move(slot));
+      }
+      job->arrival_ms = e.arrival_unix_ms();
+      job->body_offset = file->body_offset;
+      job->body_size = e.body_size();
+      job->is_bounce = e.is_bounce();
+      job->smtputf8 = e.smtputf8();
+      job->eight_bit = e.eight_bit();
+      if (e.client().ByteSizeLong() > 0)
+        job->client = std::make_unique<ClientInfo>(e.client());
+      job->attempts = file->state.attempts();
+      job->next_attempt_ms = file->state.next_attempt_unix_ms();
+      job->held = file->state.held();
+      job->last_error = file->state.last_error();
+      job->sequence = file->state.sequence();
+      if (file->torn_bytes > 0) job->truncate_to = file->valid_size;
+      ++pending->counts.adopted;
+      Count("adopted");
+      Job* raw = job.get();
+      Register(std::move(job));
+      bool all_final = std::none_of(raw->slots.begin(), raw->slots.end(),
+                                    [](const Slot& s) { return s.pending(); });
+      if (all_final) {
+        RemoveJob(raw, "every recipient already final");
+      } else if (raw->held) {
+        LOG(INFO) << qid << ": adopted (on hold)";
+      } else if (raw->next_attempt_ms > clock_->NowUnixMs()) {
+        SetState(raw, kDeferred);
+        deferred_.Add(raw->id, raw->next_attempt_ms);
+      } else {
+        StartAttempt(raw);
+      }
+      finish_one();
+    });
+  }
+  finish_one();
+}
+
+// ---------------------------------------------------------------------------
+// The attempt: route -> filter -> deliver -> settle.
+
+std::optional<int64_t> QueueManager::Tick() {
+  int64_t now = clock_->NowUnixMs();
+  size_t room =
+      active_ < settings_.max_active ? settings_.max_active - active_ : 0;
+  for (uint64_t id : deferred_.PopDue(now, room)) {
+    if (Job* job = Find(id); job != nullptr && job->state == kDeferred)
+      StartAttempt(job);
+  }
+  return deferred_.NextDue();
+}
+
+void QueueManager::StartAttempt(Job* job) {
+  SetState(job, kActive);
+  job->tried_route = job->tried_filter = job->tried_deliver = false;
+  job->stop_attempt = job->expired = false;
+  job->aborts = 0;
+  job->groups.clear();
+  job->activated_ms = clock_->MonotonicMs();
+  Continue(job);
+}
+
+void QueueManager::Continue(Job* job) {
+  if (job->in_flight > 0 || job->bounce_in_progress) return;
+  if (job->delete_requested) {
+    RemoveJob(job, "deleted by the operator");
+    return;
+  }
+  if (job->bounce_requested) {
+    job->bounce_requested = false;
+    job->stop_attempt = true;
+    for (Slot& s : job->slots) {
+      if (!s.pending()) continue;
+      s.failed = true;
+      job->failures.push_back(
+          {s.address, s.address, "5.0.0", "bounced by the operator", ""});
+    }
+  }
+  if (!job->stop_attempt) {
+    bool need_route = false, has_routes = false;
+    for (const Slot& s : job->slots) {
+      if (!s.pending()) continue;
+      if (!s.routed) need_route = true;
+      for (const auto& r : s.routes) has_routes |= (s.routed && !r.done);
+    }
+    if (need_route && !job->tried_route) {
+      job->tried_route = true;
+      DispatchRoute(job);
+      return;
+    }
+    bool wants_filter =
+        settings_.filter_enabled && !job->is_bounce && !job->filtered;
+    if (has_routes && wants_filter && !job->tried_filter) {
+      job->tried_filter = true;
+      DispatchFilter(job);
+      return;
+    }
+    if (has_routes && !wants_filter && !job->tried_deliver) {
+      job->tried_deliver = true;
+      DispatchDeliver(job);
+      if (job->in_flight > 0) return;
+    }
+  }
+  Settle(job);
+}
+
+void QueueManager::DispatchRoute(Job* job) {
+  WorkItem item;
+  item.job_id = job->id;
+  item.stage = STAGE_ROUTE;
+  if (dispatcher_ == nullptr || !dispatcher_->Submit("router", item)) {
+    StageFailed(job, "4.3.5 no router farm is configured");
+    return;
+  }
+  ++job->in_flight;
+}
+
+void QueueManager::DispatchFilter(Job* job) {
+  WorkItem item;
+  item.job_id = job->id;
+  item.stage = STAGE_FILTER;
+  if (dispatcher_ == nullptr || !dispatcher_->Submit("filter", item)) {
+    StageFailed(job, "4.3.5 no content-filter farm is configured");
+    return;
+  }
+  ++job->in_flight;
+}
+
+// Groups pending routes by (channel, nexthop) into delivery jobs. A recipient
+// index appears at most once per delivery job (an alias expanding to two
+// local users gives two jobs), so a Result's per-recipient index is
+// unambiguous.
+void QueueManager::DispatchDeliver(Job* job) {
+  job->groups.clear();
+  std::map<std::pair<std::string, std::string>, std::vector<size_t>>
+      by_destination;
+  for (uint32_t si = 0; si < job->slots.size(); ++si) {
+    Slot& s = job->slots[si];
+    if (!s.pending() || !s.routed) continue;
+    for (uint32_t ri = 0; ri < s.routes.size(); ++ri) {
+      const RouteTarget& r = s.routes[ri];
+      if (r.done) continue;
+      auto& candidates = by_destination[{r.channel, r.nexthop}];
+      Group* target = nullptr;
+      for (size_t g : candidates) {
+        bool clash = std::any_of(job->groups[g].members.begin(),
+                                 job->groups[g].members.end(),
+                                 [si](const auto& m) { return m.first == si; });
+        if (!clash) {
+          target = &job->groups[g];
+          break;
+        }
+      }
+      if (target == nullptr) {
+        candidates.push_back(job->groups.size());
+        job->groups.push_back(Group{r.channel, r.nexthop, {}});
+        target = &job->groups.back();
+      }
+      target->members.emplace_back(si, ri);
+    }
+  }
+  for (uint32_t g = 0; g < job->groups.size(); ++g) {
+    WorkItem item;
+    item.job_id = job->id;
+    item.stage = STAGE_DELIVER;
+    item.group = g;
+    const std::string& channel = job->groups[g].channel;
+    if (dispatcher_ == nullptr ||
+        !dispatcher_->Submit(farm::TransportFarmName(channel), item)) {
+      job->last_error = "4.3.5 channel \"" + channel + "\" is not configured";
+      LOG(WARNING) << job->qid << ": " << job->last_error;
+      continue;
+    }
+    ++job->in_flight;
+  }
+}
+
+bool QueueManager::BuildJob(const WorkItem& item, mailfarm::Job* out) {
+  Job* job = Find(item.job_id);
+  if (job == nullptr) return false;
+  out->set_qid(job->qid);
+  out->set_stage(item.stage);
+  out->set_sender(job->sender);
+  out->set_attempt(job->attempts + 1);
+  out->set_message_path(job->path);
+  out->set_body_offset(job->body_offset);
+  out->set_body_size(job->body_size);
+  out->set_arrival_unix_ms(job->arrival_ms);
+  out->set_smtputf8(job->smtputf8);
+  out->set_eight_bit(job->eight_bit);
+  if (job->client) *out->mutable_client() = *job->client;
+  if (item.stage == STAGE_DELIVER) {
+    if (item.group >= job->groups.size()) return false;
+    const Group& g = job->groups[item.group];
+    out->set_channel(g.channel);
+    out->set_nexthop(g.nexthop);
+    for (const auto& h : job->added_headers) *out->add_added_headers() = h;
+    for (auto [si, ri] : g.members) {
+      auto* r = out->add_recipients();
+      r->set_index(job->slots[si].index);
+      r->set_address(job->slots[si].routes[ri].address);
+      r->set_original(job->slots[si].address);
+    }
+    return true;
+  }
+  for (const Slot& s : job->slots) {
+    if (!s.pending() || (item.stage == STAGE_ROUTE && s.routed)) continue;
+    auto* r = out->add_recipients();
+    r->set_index(s.index);
+    r->set_address(s.address);
+    r->set_original(s.address);
+  }
+  return true;
+}
+
+void QueueManager::OnResult(const WorkItem& item, const Result& result) {
+  Job* job = Find(item.job_id);
+  if (job == nullptr) return;
+  --job->in_flight;
+  switch (item.stage) {
+    case STAGE_ROUTE:
+      ApplyRoute(job, result);
+      break;
+    case STAGE_FILTER:
+      ApplyFilter(job, result);
+      break;
+    default:
+      ApplyDeliver(job, item, result);
+      return;
+  }
+  if (job->dirty.empty()) {
+    Continue(job);
+  } else {
+    Persist(job, [this](Job* j) { Continue(j); });
+  }
+}
+
+void QueueManager::OnAbort(const WorkItem& item, const farm::Status& why) {
+  Job* job = Find(item.job_id);
+  if (job == nullptr) return;
+  Count("requeued");
+  ++job->aborts;
+  std::string farm =
+      item.stage == STAGE_ROUTE    ? "router"
+      : item.stage == STAGE_FILTER ? "filter"
+      : item.group < job->groups.size()
+          ? farm::TransportFarmName(job->groups[item.group].channel)
+          : "";
+  if (job->aborts <= settings_.max_aborts_per_attempt && !farm.empty() &&
+      dispatcher_->Submit(farm, item)) {
+    LOG(WARNING) << job->qid << ": " << why.message() << "; requeued ("
+                 << job->aborts << ")";
+    return;
+  }
+  --job->in_flight;
+  LOG(WARNING) << job->qid << ": " << why.message()
+               << "; deferring the attempt";
+  job->last_error = "4.3.0 " + why.message();
+  if (item.stage != STAGE_DELIVER) job->stop_attempt = true;
+  Continue(job);
+}
+
+void QueueManager::StageFailed(Job* job, const std::string& text) {
+  job->last_error = text;
+  job->stop_attempt = true;
+  LOG(WARNING) << job->qid << ": " << text;
+}
+
+void QueueManager::ApplyRoute(Job* job, const Result& result) {
+  std::map<uint32_t, const RecipientResult*> by_index;
+  for (const auto& r : result.recipients()) by_index[r.index()] = &r;
+  for (uint32_t si = 0; si < job->slots.size(); ++si) {
+    Slot& s = job->slots[si];
+    if (!s.pending() || s.routed) continue;
+    const RecipientResult* r =
+        by_index.count(s.index) ? by_index[s.index] : nullptr;
+    Outcome outcome = r != nullptr && r->outcome() != OUTCOME_UNSPECIFIED
+                          ? r->outcome()
+                          : result.outcome();
+    const std::string& dsn =
+        r != nullptr && !r->dsn().empty() ? r->dsn() : result.dsn();
+    const std::string& text =
+        r != nullptr && !r->text().empty() ? r->text() : result.text();
+    if (outcome == OUTCOME_OK && r != nullptr && r->routes_size() > 0) {
+      s.routed = true;
+      s.routes.clear();
+      for (const auto& route : r->routes()) {
+        s.routes.push_back(RouteTarget{route.address(), route.channel(),
+                                       route.nexthop(), false});
+      }
+    } else if (outcome == OUTCOME_OK) {
+      // Routed to nothing (e.g. an alias with no members): nothing left to do.
+      s.status = spool::RCPT_DELIVERED;
+      job->dirty.push_back(si);
+      LogDelivery(job, s.address, "", "none", dsn.empty() ? "2.0.0" : dsn,
+                  "sent", text.empty() ? "routed to no destination" : text, 0);
+    } else if (outcome == OUTCOME_PERMFAIL) {
+      s.failed = true;
+      job->failures.push_back(
+          {s.address, s.address, dsn.empty() ? "5.1.1" : dsn, text, ""});
+      LogDelivery(job, s.address, "", "none", dsn.empty() ? "5.1.1" : dsn,
+                  "bounced", text, 0);
+    } else {
+      job->last_error = (dsn.empty() ? "4.3.0" : dsn) + " " +
+                        (text.empty() ? "routing failed" : text);
+    }
+  }
+}
+
+void QueueManager::ApplyFilter(Job* job, const Result& result) {
+  const FilterVerdict& v = result.verdict();
+  std::string rule = v.rule().empty() ? "" : " (rule " + v.rule() + ")";
+  switch (v.action()) {
+    case FilterVerdict::ACCEPT:
+      job->filtered = true;
+      job->added_headers.assign(v.add_headers().begin(), v.add_headers().end());
+      return;
+    case FilterVerdict::REJECT: {
+      std::string dsn = v.dsn().empty() ? "5.7.1" : v.dsn();
+      std::string text =
+          v.text().empty() ? "message content rejected" : v.text();
+      for (Slot& s : job->slots) {
+        if (!s.pending()) continue;
+        s.failed = true;
+        job->failures.push_back({s.address, s.address, dsn, text + rule, ""});
+        LogDelivery(job, s.address, "", "filter", dsn, "bounced", text + rule,
+                    result.delay_ms());
+      }
+      return;
+    }
+    case FilterVerdict::DISCARD:
+      for (uint32_t si = 0; si < job->slots.size(); ++si) {
+        Slot& s = job->slots[si];
+        if (!s.pending()) continue;
+        s.status = spool::RCPT_DELIVERED;
+        job->dirty.push_back(si);
+        LogDelivery(
+            job, s.address, "", "filter", "2.0.0", "discarded",
+            (v.text().empty() ? "discarded by the content filter" : v.text()) +
+                rule,
+            result.delay_ms());
+      }
+      Count("discarded");
+      return;
+    case FilterVerdict::HOLD:
+      job->held = true;
+      job->stop_attempt = true;
+      job->dirty.push_back(0);  // forces a record carrying held = true
+      LOG(INFO) << job->qid << ": held by the content filter" << rule << ": "
+                << v.text();
+      return;
+    default:
+      job->last_error =
+          (v.dsn().empty() ? "4.7.0" : v.dsn()) + " " +
+          (v.text().empty() ? (result.text().empty() ? "content filter tempfail"
+                                                     : result.text())
+                            : v.text());
+      job->stop_attempt = true;
+      return;
+  }
+}
+
+void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
+                                const Result& result) {
+  if (item.group >= job->groups.size()) return;
+  std::map<uint32_t, const RecipientResult*> by_index;
+  for (const auto& r : result.recipients()) by_index[r.index()] = &r;
+  bool failures_now = false;
+  for (auto [si, ri] : job->groups[item.group].members) {
+    Slot& s = job->slots[si];
+    RouteTarget& route = s.routes[ri];
+    const RecipientResult* r =
+        by_index.count(s.index) ? by_index[s.index] : nullptr;
+    Outcome outcome = r != nullptr && r->outcome() != OUTCOME_UNSPECIFIED
+                          ? r->outcome()
+                          : result.outcome();
+    std::string dsn =
+        r != nullptr && !r->dsn().empty() ? r->dsn() : result.dsn();
+    std::string text =
+        r != nullptr && !r->text().empty() ? r->text() : result.text();
+    std::string relay =
+        r != nullptr && !r->relay().empty() ? r->relay() : "none";
+    if (outcome == OUTCOME_OK) {
+      route.done = true;
+      LogDelivery(job, route.address, s.address, relay,
+                  dsn.empty() ? "2.0.0" : dsn, "sent", text, result.delay_ms());
+      Count("delivered");
+      if (s.pending() &&
+          std::all_of(s.routes.begin(), s.routes.end(),
+                      [](const RouteTarget& t) { return t.done; })) {
+        s.status = spool::RCPT_DELIVERED;
+        job->dirty.push_back(si);
+      }
+    } else if (outcome == OUTCOME_PERMFAIL) {
+      route.done = true;
+      if (dsn.empty()) dsn = "5.0.0";
+      LogDelivery(job, route.address, s.address, relay, dsn, "bounced", text,
+                  result.delay_ms());
+      Count("bounced");
+      job->failures.push_back({s.address, route.address, dsn, text, relay});
+      s.failed = true;
+      failures_now = true;
+    } else {
+      if (outcome == OUTCOME_UNSPECIFIED && text.empty())
+        text = "no result for this recipient";
+      if (dsn.empty()) dsn = "4.0.0";
+      job->last_error = dsn + " " + text;
+      LogDelivery(job, route.address, s.address, relay, dsn, "deferred", text,
+                  result.delay_ms());
+      Count("deferred");
+    }
+  }
+  bool all_delivered = std::all_of(
+      job->slots.begin(), job->slots.end(),
+      [](const Slot& s) { return s.status == spool::RCPT_DELIVERED; });
+  if (job->in_flight == 0 && all_delivered && !failures_now) {
+    // The file is removed next: that removal is the durable record.
+    job->dirty.clear();
+    Continue(job);
+    return;
+  }
+  Persist(job, [this](Job* j) {
+    if (j->in_flight == 0) Continue(j);
+  });
+}
+
+// Ends an attempt: bounce what failed, then remove, hold or defer.
+void QueueManager::Settle(Job* job) {
+  if (job->delete_requested) {
+    RemoveJob(job, "deleted by the operator");
+    return;
+  }
+  if (!job->failures.empty() ||
+      std::any_of(job->slots.begin(), job->slots.end(),
+                  [](const Slot& s) { return s.failed; })) {
+    SendBounce(job);
+    return;
+  }
+  bool all_final = std::none_of(job->slots.begin(), job->slots.end(),
+                                [](const Slot& s) { return s.pending(); });
+  if (all_final) {
+    RemoveJob(job, "delivered");
+    return;
+  }
+  if (job->held) {
+    SetState(job, kHeld);
+    Persist(job, nullptr);
+    return;
+  }
+  Defer(job);
+}
+
+void QueueManager::Defer(Job* job) {
+  ++job->attempts;
+  RetryPolicy policy = settings_.retry;
+  if (job->is_bounce) policy.max_lifetime_ms = settings_.bounce_lifetime_ms;
+  double unit = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+  RetryDecision d = NextRetry(policy, job->attempts, job->arrival_ms,
+                              clock_->NowUnixMs(), unit);
+  if (d.expire) {
+    Count("expired");
+    std::string why =
+        "delivery time expired" +
+        (job->last_error.empty() ? std::string() : ": " + job->last_error);
+    for (Slot& s : job->slots) {
+      if (!s.pending()) continue;
+      s.failed = true;
+      job->failures.push_back({s.address, s.address, "4.4.7", why, ""});
+      LogDelivery(job, s.address, "", "none", "4.4.7", "expired", why, 0);
+    }
+    job->expired = true;
+    SendBounce(job);
+    return;
+  }
+  job->next_attempt_ms = d.next_attempt_ms;
+  SetState(job, kDeferred);
+  LOG(INFO) << job->qid << ": deferred, attempt " << job->attempts
+            << ", next in " << Seconds(d.next_attempt_ms - clock_->NowUnixMs())
+            << " s: " << job->last_error;
+  Persist(job, [this](Job* j) {
+    if (j->state == kDeferred) deferred_.Add(j->id, j->next_attempt_ms);
+  });
+}
+
+// Queues one DSN for every recipient that failed this attempt, then marks
+// them bounced. The DSN is durable before the recipients are marked: a crash
+// in between sends it twice, never zero times.
+void QueueManager::SendBounce(Job* job) {
+  auto mark_bounced = [this](Job* j) {
+    for (uint32_t si = 0; si < j->slots.size(); ++si) {
+      if (!j->slots[si].failed) continue;
+      j->slots[si].failed = false;
+      j->slots[si].status = spool::RCPT_BOUNCED;
+      j->dirty.push_back(si);
+    }
+    j->failures.clear();
+    j->bounce_in_progress = false;
+    Persist(j, [this](Job* k) { Settle(k); });
+  };
+  job->bounce_in_progress = true;
+  if (job->sender.empty() || job->is_bounce || job->failures.empty()) {
+    if (!job->failures.empty()) {
+      LOG(INFO) << job->qid << ": no DSN: "
+                << (job->is_bounce ? "never bounce a bounce" : "null sender");
+      Count(job->is_bounce ? "bounce_of_bounce_dropped"
+                           : "dsn_suppressed_null_sender");
+    }
+    mark_bounced(job);
+    return;
+  }
+  auto input = std::make_shared<DsnInput>();
+  input->reporting_mta = settings_.hostname;
+  input->from = settings_.bounce_sender_name + "@" + settings_.hostname;
+  input->postmaster = settings_.postmaster + "@" + settings_.hostname;
+  input->qid = job->qid;
+  input->sender = job->sender;
+  input->arrival_unix_ms = job->arrival_ms;
+  input->now_unix_ms = clock_->NowUnixMs();
+  input->expired = job->expired;
+  input->recipients = job->failures;
+  auto message = std::make_shared<std::string>();
+  std::string path = job->path;
+  uint64_t offset = job->body_offset;
+  uint64_t size = std::min<uint64_t>(job->body_size, 65536);
+  uint64_t id = job->id;
+  store_->RunBackground(
+      [input, message, path, offset, size] {
+        std::string head(size, '\0');
+        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        ssize_t n =
+            fd >= 0 ? ::pread(fd, head.data(), size, static_cast<off_t>(offset))
+                    : 0;
+        if (fd >= 0) ::close(fd);
+        head.resize(n > 0 ? static_cast<size_t>(n) : 0);
+        input->original_headers = HeaderBlock(head);
+        *message = BuildDsn(*input);
+      },
+      [this, id, message, mark_bounced] {
+        Job* j = Find(id);
+        if (j == nullptr) return;
+        spool::Envelope envelope;
+        envelope.set_sender("");
+        auto* r = envelope.add_recipients();
+        r->set_index(0);
+        r->set_address(j->sender);
+        envelope.set_arrival_unix_ms(clock_->NowUnixMs());
+        envelope.set_is_bounce(true);
+        envelope.mutable_client()->set_protocol("local");
+        Inject(std::move(envelope), std::move(*message),
+               [this, id, mark_bounced](farm::StatusOr<std::string> qid) {
+                 Job* k = Find(id);
+                 if (k == nullptr) return;
+                 if (!qid.ok()) {
+                   LOG(ERROR)
+                       << k->qid
+                       << ": cannot queue the DSN: " << qid.status().message()
+                       << "; trying again later";
+                   k->bounce_in_progress = false;
+                   k->last_error =
+                       "4.3.0 cannot queue the DSN: " + qid.status().message();
+                   Defer(k);
+                   return;
+                 }
+                 LOG(INFO) << k->qid
+                           << ": sender non-delivery notification: " << *qid;
+                 Count("dsn_sent");
+                 mark_bounced(k);
+               });
+      });
+}
+
+void QueueManager::RemoveJob(Job* job, const std::string& why) {
+  if (job->io_busy) {
+    job->waiters.push_back([this, why](Job* j) { RemoveJob(j, why); });
+    return;
+  }
+  if (job->state == kRemoving) return;
+  deferred_.Remove(job->id);
+  SetState(job, kRemoving);
+  uint64_t id = job->id;
+  std::string qid = job->qid;
+  store_->Remove(qid, [this, id, qid, why](farm::Status status) {
+    if (!status.ok()) LOG(ERROR) << qid << ": " << status.message();
+    LOG(INFO) << qid << ": removed (" << why << ")";
+    Count("removed");
+    by_qid_.erase(qid);
+    jobs_.erase(id);
+  });
+}
+
+// Appends a state record with the job's current durable fields and the
+// recipients changed since the last one; `then` runs once it is on disk.
+void QueueManager::Persist(Job* job, std::function<void(Job*)> then) {
+  if (then) job->waiters.push_back(std::move(then));
+  if (job->io_busy) {
+    job->persist_again = true;
+    return;
+  }
+  RunPersist(job);
+}
+
+void QueueManager::RunPersist(Job* job) {
+  spool::JobState state;
+  state.set_sequence(++job->sequence);
+  state.set_attempts(job->attempts);
+  state.set_next_attempt_unix_ms(job->next_attempt_ms);
+  state.set_held(job->held);
+  state.set_last_error(job->last_error);
+  std::set<uint32_t> seen;
+  for (uint32_t si : job->dirty) {
+    if (!seen.insert(si).second || si >= job->slots.size()) continue;
+    const Slot& s = job->slots[si];
+    if (s.status == spool::RCPT_PENDING) continue;
+    auto* r = state.add_recipients();
+    r->set_index(s.index);
+    r->set_status(s.status);
+  }
+  job->dirty.clear();
+  job->io_busy = true;
+  auto waiters = std::make_shared<std::vector<std::function<void(Job*)>>>(
+      std::move(job->waiters));
+  job->waiters.clear();
+  uint64_t id = job->id;
+  store_->AppendState(job->qid, state, job->truncate_to,
+                      [this, id, waiters](farm::Status status) {
+                        Job* j = Find(id);
+                        if (j == nullptr) return;
+                        j->io_busy = false;
+                        if (status.ok()) {
+                          j->truncate_to = 0;
+                        } else {
+                          // The in-memory state stays right; after a crash the
+                          // job repeats work.
+                          Count("state_write_errors");
+                          LOG(ERROR)
+                              << j->qid << ": cannot record the job's state: "
+                              << status.message();
+                        }
+                        for (auto& w : *waiters) {
+                          if (Find(id) != j) return;
+                          w(j);
+                        }
+                        if (Find(id) != j || j->io_busy) return;
+                        if (j->persist_again) {
+                          j->persist_again = false;
+                          RunPersist(j);
+                        } else if (!j->waiters.empty()) {
+                          auto rest = std::move(j->waiters);
+                          j->waiters.clear();
+                          for (auto& w : rest) {
+                            if (Find(id) != j) return;
+                            w(j);
+                          }
+                        }
+                      });
+}
+
+void QueueManager::LogDelivery(Job* job, const std::string& to,
+                               const std::string& orig,
+                               const std::string& relay, const std::string& dsn,
+                               const char* status, const std::string& text,
+                               uint32_t child_ms) {
+  int64_t now_mono = clock_->MonotonicMs();
+  int64_t delay = clock_->NowUnixMs() - job->arrival_ms;
+  int64_t in_queue = now_mono - job->activated_ms - child_ms;
+  int64_t before = delay - (now_mono - job->activated_ms);
+  LOG(INFO) << job->qid << ": to=<" << to << ">"
+            << (orig.empty() || orig == to ? "" : ", orig_to=<" + orig + ">")
+            << ", relay=" << relay << ", delay=" << Seconds(delay)
+            << ", delays=" << Seconds(before) << "/" << Seconds(in_queue)
+            << "/0/" << Seconds(child_ms) << ", dsn=" << dsn
+            << ", status=" << status << " (" << text << ")";
+}
+
+// ---------------------------------------------------------------------------
+// Operator entry points.
+
+std::vector<QueueManager::Job*> QueueManager::Select(const Selector& sel) {
+  std::vector<Job*> out;
+  auto matches = [&](const Job& j) {
+    if (j.state == kRemoving) return false;
+    if (!sel.state().empty() && sel.state() != StateName(j.state)) return false;
+    if (!sel.sender().empty() && Lower(sel.sender()) != Lower(j.sender))
+      return false;
+    if (!sel.domain().empty()) {
+      std::string want = Lower(sel.domain());
+      bool any =
+          std::any_of(j.slots.begin(), j.slots.end(), [&](const Slot& s) {
+            return s.pending() && DomainOf(s.address) == want;
+          });
+      if (!any) return false;
+    }
+    return true;
+  };
+  if (sel.qids_size() > 0) {
+    for (const auto& qid : sel.qids()) {
+      if (Job* j = FindQid(qid); j != nullptr && matches(*j)) out.push_back(j);
+    }
+    return out;
+  }
+  if (!sel.all() && sel.domain().empty() && sel.sender().empty() &&
+      sel.state().empty())
+    return out;
+  for (auto& [id, job] : jobs_) {
+    if (matches(*job)) out.push_back(job.get());
+  }
+  std::sort(out.begin(), out.end(),
+            [](const Job* a, const Job* b) { return a->qid < b->qid; });
+  return out;
+}
+
+uint32_t QueueManager::Hold(const Selector& selector) {
+  uint32_t n = 0;
+  for (Job* job : Select(selector)) {
+    if (job->held) continue;
+    job->held = true;
+    ++n;
+    LOG(INFO) << job->qid << ": held by the operator";
+    if (job->state == kDeferred) {
+      deferred_.Remove(job->id);
+      SetState(job, kHeld);
+    }
+    Persist(job, nullptr);  // an active job goes on hold when its attempt ends
+  }
+  return n;
+}
+
+uint32_t QueueManager::Release(const Selector& selector) {
+  uint32_t n = 0;
+  for (Job* job : Select(selector)) {
+    if (!job->held) continue;
+    job->held = false;
+    ++n;
+    LOG(INFO) << job->qid << ": released by the operator";
+    if (job->state == kHeld) {
+      uint64_t id = job->id;
+      Persist(job, [this, id](Job* j) {
+        if (j->id == id && j->state == kHeld && !j->held) StartAttempt(j);
+      });
+    } else {
+      Persist(job, nullptr);
+    }
+  }
+  return n;
+}
+
+uint32_t QueueManager::Flush(const Selector& selector) {
+  uint32_t n = 0;
+  for (Job* job : Select(selector)) {
+    if (job->state != kDeferred) continue;
+    deferred_.Remove(job->id);
+    ++n;
+    StartAttempt(job);
+  }
+  return n;
+}
+
+uint32_t QueueManager::Delete(const Selector& selector) {
+  uint32_t n = 0;
+  for (Job* job : Select(selector)) {
+    ++n;
+    Count("deleted");
+    if (job->state == kActive) {
+      job->delete_requested = true;  // acted on when the running stage returns
+      Continue(job);
+    } else {
+      RemoveJob(job, "deleted by the operator");
+    }
+  }
+  return n;
+}
+
+uint32_t QueueManager::Bounce(const Selector& selector) {
+  uint32_t n = 0;
+  for (Job* job : Select(selector)) {
+    ++n;
+    job->bounce_requested = true;
+    if (job->state == kActive) {
+      Continue(job);
+      continue;
+    }
+    deferred_.Remove(job->id);
+    job->held = false;
+    SetState(job, kActive);
+    job->activated_ms = clock_->MonotonicMs();
+    Continue(job);
+  }
+  return n;
+}
+
+QueueEntry QueueManager::Entry(const Job& job) const {
+  QueueEntry e;
+  e.set_qid(job.qid);
+  e.set_size(job.body_size);
+  e.set_arrival_unix_ms(job.arrival_ms);
+  e.set_sender(job.sender);
+  for (const Slot& s : job.slots) {
+    if (s.pending()) e.add_recipients(s.address);
+  }
+  e.set_state(job.held && job.state != kActive ? "hold" : StateName(job.state));
+  e.set_next_attempt_unix_ms(job.state == kDeferred ? job.next_attempt_ms : 0);
+  e.set_last_error(job.last_error);
+  e.set_attempts(job.attempts);
+  return e;
+}
+
+std::vector<QueueEntry> QueueManager::List(const Selector& selector) const {
+  Selector sel = selector;
+  if (sel.qids_size() == 0 && sel.domain().empty() && sel.sender().empty())
+    sel.set_all(true);
+  std::vector<QueueEntry> out;
+  for (Job* job : const_cast<QueueManager*>(this)->Select(sel))
+    out.push_back(Entry(*job));
+  return out;
+}
+
+bool QueueManager::Show(const std::string& qid, QueueDetail* detail) const {
+  Job* job = const_cast<QueueManager*>(this)->FindQid(qid);
+  if (job == nullptr) return false;
+  *detail->mutable_entry() = Entry(*job);
+  for (const auto& h : job->added_headers) *detail->add_added_headers() = h;
+  for (const Slot& s : job->slots) {
+    if (s.status == spool::RCPT_DELIVERED) detail->add_delivered(s.address);
+  }
+  if (job->client) *detail->mutable_client() = *job->client;
+  return true;
+}
+
+void QueueManager::FillStats(Stats* stats) const {
+  std::map<std::string, uint64_t> by_state;
+  for (const auto& [id, job] : jobs_)
+    ++by_state[job->held && job->state != kActive ? "hold"
+                                                  : StateName(job->state)];
+  for (const char* s : {"active", "deferred", "hold"}) {
+    auto* sample = stats->add_samples();
+    sample->set_name("mailfarm_queue_jobs");
+    (*sample->mutable_labels())["state"] = s;
+    sample->set_value(static_cast<double>(by_state[s]));
+  }
+  for (const auto& [name, value] : counters_) {
+    auto* sample = stats->add_samples();
+    sample->set_name("mailfarm_scheduler_" + name + "_total");
+    sample->set_value(static_cast<double>(value));
+  }
+}
+
+}  // namespace mailfarm::scheduler

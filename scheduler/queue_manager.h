@@ -1,0 +1,155 @@
+// queue_manager.h: the scheduler's queue: the job table, each job's way through
+// router -> content filter -> transport(channel), durable per-recipient
+// outcomes, retries with backoff, bounces (DSNs), expiry and the operator's
+// hold/release/flush/delete/bounce. Runs on the loop thread; disk work goes
+// through the SpoolStore, farm work through a StageDispatcher.
+#ifndef MAILFARM_SCHEDULER_QUEUE_MANAGER_H_
+#define MAILFARM_SCHEDULER_QUEUE_MANAGER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "config.pb.h"
+#include "farm/clock.h"
+#include "farm/status.h"
+#include "scheduler/deferred_queue.h"
+#include "scheduler/farm_link.h"
+#include "scheduler/retry_policy.h"
+#include "scheduler/spool_store.h"
+#include "spool.pb.h"
+#include "wire.pb.h"
+
+namespace mailfarm::scheduler {
+
+// Where stage work goes. The real one is a set of FarmLinks; tests use a fake.
+class StageDispatcher {
+ public:
+  virtual ~StageDispatcher() = default;
+  // Queues `item` for `farm` ("router", "filter", "transport-<channel>").
+  // False when no such farm is configured (the work is not queued).
+  virtual bool Submit(const std::string& farm, const WorkItem& item) = 0;
+};
+
+struct QueueSettings {
+  RetryPolicy retry;
+  int64_t bounce_lifetime_ms = 432'000'000;
+  bool filter_enabled = true;
+  std::string hostname = "localhost";
+  std::string postmaster = "postmaster";
+  std::string bounce_sender_name = "MAILER-DAEMON";
+  size_t max_active =
+      20'000;  // jobs in a stage at once; due jobs wait beyond it
+  int max_aborts_per_attempt =
+      2;  // child deaths before the attempt is deferred
+
+  static QueueSettings FromConfig(const config::Config& config);
+};
+
+// Not thread-safe: the loop thread only.
+class QueueManager {
+ public:
+  QueueManager(SpoolStore* store, StageDispatcher* dispatcher,
+               farm::Clock* clock, QueueSettings settings);
+  ~QueueManager();
+
+  void SetDispatcher(StageDispatcher* dispatcher) { dispatcher_ = dispatcher; }
+  void SetSettings(QueueSettings settings) { settings_ = std::move(settings); }
+
+  // Makes an injected message durable and queues it. `done` gets the qid once
+  // the message is on stable storage, or the store's failure.
+  void Inject(spool::Envelope envelope, std::string body,
+              std::function<void(farm::StatusOr<std::string>)> done);
+
+  // Replay: takes over the queue files at `paths` (qid -> path). `done` gets
+  // the numbers adopted, already known, and failed (with the first failure's
+  // text).
+  struct AdoptCounts {
+    uint32_t adopted = 0;
+    uint32_t already_known = 0;
+    uint32_t failed = 0;
+    std::string first_error;
+  };
+  void Adopt(std::vector<std::pair<std::string, std::string>> jobs,
+             std::function<void(AdoptCounts)> done);
+
+  // Farm results (the FarmLink callbacks).
+  bool BuildJob(const WorkItem& item, Job* job);
+  void OnResult(const WorkItem& item, const Result& result);
+  void OnAbort(const WorkItem& item, const farm::Status& why);
+
+  // Starts jobs whose time has come; returns when the next one is due (ms,
+  // wall clock), if any. The scheduler calls it from a timer.
+  std::optional<int64_t> Tick();
+
+  // Operator entry points (control.sock). Each returns how many jobs it
+  // touched.
+  uint32_t Hold(const Selector& selector);
+  uint32_t Release(const Selector& selector);
+  uint32_t Flush(const Selector& selector);
+  uint32_t Delete(const Selector& selector);
+  uint32_t Bounce(const Selector& selector);
+  std::vector<QueueEntry> List(const Selector& selector) const;
+  bool Show(const std::string& qid, QueueDetail* detail) const;
+  void FillStats(Stats* stats) const;
+
+  size_t size() const { return jobs_.size(); }
+  size_t deferred() const { return deferred_.size(); }
+  // Jobs in a stage, waiting for a farm, or waiting for the disk.
+  size_t active() const { return active_; }
+  // Counter by name (tests and stats).
+  uint64_t counter(const std::string& name) const;
+
+ private:
+  struct Job;
+  struct Slot;
+  struct Group;
+
+  Job* Find(uint64_t id);
+  Job* FindQid(const std::string& qid);
+  std::vector<Job*> Select(const Selector& selector);
+  void Register(std::unique_ptr<Job> job);
+  void StartAttempt(Job* job);
+  void Continue(Job* job);
+  void DispatchRoute(Job* job);
+  void DispatchFilter(Job* job);
+  void DispatchDeliver(Job* job);
+  void ApplyRoute(Job* job, const Result& result);
+  void ApplyFilter(Job* job, const Result& result);
+  void ApplyDeliver(Job* job, const WorkItem& item, const Result& result);
+  void StageFailed(Job* job, const std::string& text);
+  void Settle(Job* job);
+  void SendBounce(Job* job);
+  void Defer(Job* job);
+  void RemoveJob(Job* job, const std::string& why);
+  void Persist(Job* job, std::function<void(Job*)> then);
+  void RunPersist(Job* job);
+  void SetState(Job* job, int state);
+  void LogDelivery(Job* job, const std::string& to, const std::string& orig,
+                   const std::string& relay, const std::string& dsn,
+                   const char* status, const std::string& text,
+                   uint32_t child_ms);
+  void Count(const std::string& name, uint64_t n = 1) { counters_[name] += n; }
+  QueueEntry Entry(const Job& job) const;
+
+  SpoolStore* store_;
+  StageDispatcher* dispatcher_;
+  farm::Clock* clock_;
+  QueueSettings settings_;
+  std::unordered_map<uint64_t, std::unique_ptr<Job>> jobs_;
+  std::unordered_map<std::string, uint64_t> by_qid_;
+  DeferredQueue deferred_;
+  uint64_t next_id_ = 1;
+  size_t active_ = 0;
+  std::map<std::string, uint64_t> counters_;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace mailfarm::scheduler
+
+#endif  // MAILFARM_SCHEDULER_QUEUE_MANAGER_H_

@@ -1,0 +1,102 @@
+// spool_env.cc: the POSIX SpoolEnv, one system call a method.
+#include "scheduler/spool_env.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace mailfarm::scheduler {
+
+namespace {
+
+class PosixEnv : public SpoolEnv {
+ public:
+  farm::StatusOr<farm::UniqueFd> CreateExclusive(
+      const std::string& path) override {
+    return Open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, "create ");
+  }
+  farm::StatusOr<farm::UniqueFd> OpenAppend(const std::string& path) override {
+    return Open(path, O_WRONLY | O_APPEND | O_CLOEXEC, "open ");
+  }
+  farm::StatusOr<farm::UniqueFd> OpenDirectory(
+      const std::string& path) override {
+    return Open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, "open directory ");
+  }
+  farm::Status Write(int fd, std::string_view data,
+                     const std::string& path) override {
+    while (!data.empty()) {
+      ssize_t n = ::write(fd, data.data(), data.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return farm::Status::FromErrno("write " + path, errno);
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return farm::Status::Ok();
+  }
+  void StartWriteback(int fd) override {
+    ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+  }
+  farm::Status DataSync(int fd, const std::string& path) override {
+    if (::fdatasync(fd) != 0)
+      return farm::Status::FromErrno("fdatasync " + path, errno);
+    return farm::Status::Ok();
+  }
+  farm::Status Sync(int fd, const std::string& path) override {
+    if (::fsync(fd) != 0)
+      return farm::Status::FromErrno("fsync " + path, errno);
+    return farm::Status::Ok();
+  }
+  farm::Status Truncate(int fd, uint64_t size,
+                        const std::string& path) override {
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+      return farm::Status::FromErrno("truncate " + path, errno);
+    }
+    return farm::Status::Ok();
+  }
+  farm::StatusOr<bool> RenameNoReplace(const std::string& from,
+                                       const std::string& to) override {
+    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(),
+                    RENAME_NOREPLACE) != 0) {
+      if (errno == EEXIST) return false;
+      return farm::Status::FromErrno("rename " + from + " to " + to, errno);
+    }
+    return true;
+  }
+  farm::Status Rename(const std::string& from, const std::string& to) override {
+    if (::rename(from.c_str(), to.c_str()) != 0) {
+      return farm::Status::FromErrno("rename " + from + " to " + to, errno);
+    }
+    return farm::Status::Ok();
+  }
+  farm::Status Unlink(const std::string& path) override {
+    if (::unlink(path.c_str()) != 0)
+      return farm::Status::FromErrno("unlink " + path, errno);
+    return farm::Status::Ok();
+  }
+  farm::Status MakeDirectory(const std::string& path, mode_t mode) override {
+    if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+      return farm::Status::FromErrno("mkdir " + path, errno);
+    }
+    return farm::Status::Ok();
+  }
+
+ private:
+  static farm::StatusOr<farm::UniqueFd> Open(const std::string& path, int flags,
+                                             const char* what) {
+    farm::UniqueFd fd(::open(path.c_str(), flags, 0600));
+    if (!fd) return farm::Status::FromErrno(what + path, errno);
+    return fd;
+  }
+};
+
+}  // namespace
+
+SpoolEnv* PosixSpoolEnv() {
+  static PosixEnv* env =
+      new PosixEnv();  // stateless; never destroyed on purpose
+  return env;
+}
+
+}  // namespace mailfarm::scheduler

@@ -1,0 +1,58 @@
+// spool_env.h: the file-system calls of the spool behind one small interface
+// (LevelDB's Env idea), so tests can fill the disk, fail an fsync or a rename
+// without touching a real device. Used by FileSpoolStore's I/O threads.
+#ifndef MAILFARM_SCHEDULER_SPOOL_ENV_H_
+#define MAILFARM_SCHEDULER_SPOOL_ENV_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <string_view>
+
+#include "farm/status.h"
+#include "farm/unique_fd.h"
+
+namespace mailfarm::scheduler {
+
+// Every method returns a Status naming the path; ENOSPC/EDQUOT come back as
+// kNoSpace. Implementations must be thread-safe (several I/O threads call
+// them).
+class SpoolEnv {
+ public:
+  virtual ~SpoolEnv() = default;
+  // O_WRONLY|O_CREAT|O_EXCL, mode 0600.
+  virtual farm::StatusOr<farm::UniqueFd> CreateExclusive(
+      const std::string& path) = 0;
+  // O_WRONLY|O_APPEND of an existing file.
+  virtual farm::StatusOr<farm::UniqueFd> OpenAppend(
+      const std::string& path) = 0;
+  virtual farm::StatusOr<farm::UniqueFd> OpenDirectory(
+      const std::string& path) = 0;
+  // Writes every byte (short writes and EINTR retried).
+  virtual farm::Status Write(int fd, std::string_view data,
+                             const std::string& path) = 0;
+  // Starts write-back without waiting (a hint: lets one journal commit carry a
+  // whole batch). Failure is not an error; the following sync reports it.
+  virtual void StartWriteback(int fd) = 0;
+  virtual farm::Status DataSync(int fd,
+                                const std::string& path) = 0;  // fdatasync
+  virtual farm::Status Sync(
+      int fd, const std::string& path) = 0;  // fsync (directories)
+  virtual farm::Status Truncate(int fd, uint64_t size,
+                                const std::string& path) = 0;
+  // Renames unless `to` exists: false (and nothing renamed) when it does.
+  virtual farm::StatusOr<bool> RenameNoReplace(const std::string& from,
+                                               const std::string& to) = 0;
+  virtual farm::Status Rename(const std::string& from,
+                              const std::string& to) = 0;
+  virtual farm::Status Unlink(const std::string& path) = 0;
+  // mkdir; an existing directory is fine.
+  virtual farm::Status MakeDirectory(const std::string& path, mode_t mode) = 0;
+};
+
+// The real file system. The returned object lives forever and is thread-safe.
+SpoolEnv* PosixSpoolEnv();
+
+}  // namespace mailfarm::scheduler
+
+#endif  // MAILFARM_SCHEDULER_SPOOL_ENV_H_

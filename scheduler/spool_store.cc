@@ -1,0 +1,408 @@
+// spool_store.cc: the file-tree SpoolStore and its group commit. Each I/O
+// thread takes every operation queued (up to max_batch) and makes them durable
+// together: write all files, start write-back for all, fdatasync each (the
+// first sync's journal commit usually carries the rest), rename the new files
+// into queue/, then one fsync per directory touched.
+#include "scheduler/spool_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <glog/logging.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <optional>
+#include <set>
+
+#include "scheduler/crc32c.h"
+
+namespace mailfarm::scheduler {
+
+struct FileSpoolStore::Op {
+  enum class Kind { kCreate, kAppend, kRemove, kRead, kQuarantine, kWork };
+  Kind kind;
+  std::string qid;
+  std::string path;      // the queue file (or the file to read / quarantine)
+  std::string tmp_path;  // kCreate
+  spool::Envelope envelope;
+  std::string body;
+  std::string record;  // kAppend
+  uint64_t truncate_to = 0;
+  std::function<void()> work;
+
+  farm::UniqueFd fd;
+  bool created = false;  // the temp file exists and must go on failure
+  bool renamed = false;  // the queue file exists and must go on failure
+  farm::Status status;
+  uint64_t body_offset = 0;
+  std::optional<farm::StatusOr<QueueFile>> read_result;
+
+  CreateDone create_done;
+  StatusDone status_done;
+  ReadDone read_done;
+  std::function<void()> work_done;
+};
+
+namespace {
+
+std::string Dirname(const std::string& path) {
+  return path.substr(0, path.rfind('/'));
+}
+std::string Basename(const std::string& path) {
+  return path.substr(path.rfind('/') + 1);
+}
+
+// Removes everything in spool/tmp/: only a scheduler holding the lock writes
+// there.
+void CleanTemp(const std::string& tmp_dir) {
+  DIR* dir = ::opendir(tmp_dir.c_str());
+  if (dir == nullptr) return;
+  int removed = 0;
+  while (dirent* entry = ::readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    if (::unlink((tmp_dir + "/" + name).c_str()) == 0) ++removed;
+  }
+  ::closedir(dir);
+  if (removed > 0)
+    LOG(INFO) << "removed " << removed << " unfinished temp file(s) in "
+              << tmp_dir;
+}
+
+farm::StatusOr<farm::UniqueFd> TakeLock(const std::string& spool_dir) {
+  std::string path = spool_dir + "/lock";
+  farm::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) return farm::Status::FromErrno("open " + path, errno);
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK)
+      return farm::Status::FromErrno("flock " + path, errno);
+    char buf[32] = {};
+    [[maybe_unused]] ssize_t n = ::pread(fd.get(), buf, sizeof buf - 1, 0);
+    std::string holder(buf);
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' '))
+      holder.pop_back();
+    return farm::Status::Error(
+        "the spool " + spool_dir +
+        " is locked by another mailfarm-scheduler (pid " +
+        (holder.empty() ? "unknown" : holder) +
+        "); two schedulers never share a spool");
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd.get(), 0) != 0 ||
+      ::pwrite(fd.get(), pid.data(), pid.size(), 0) < 0) {
+    return farm::Status::FromErrno("write " + path, errno);
+  }
+  return fd;
+}
+
+}  // namespace
+
+farm::StatusOr<std::unique_ptr<FileSpoolStore>> FileSpoolStore::Open(
+    const Options& options, LoopTasks* tasks) {
+  SpoolEnv* env = options.env != nullptr ? options.env : PosixSpoolEnv();
+  const std::string& root = options.spool_dir;
+  MAILFARM_RETURN_IF_ERROR(env->MakeDirectory(root, 0750));
+  auto lock = TakeLock(root);
+  if (!lock.ok()) return lock.status();
+  for (const char* sub : {"/queue", "/tmp", "/corrupt"}) {
+    MAILFARM_RETURN_IF_ERROR(env->MakeDirectory(root + sub, 0700));
+  }
+  for (const char* hex = "0123456789abcdef"; *hex != '\0'; ++hex) {
+    MAILFARM_RETURN_IF_ERROR(env->MakeDirectory(root + "/queue/" + *hex, 0700));
+  }
+  CleanTemp(root + "/tmp");
+  std::unique_ptr<FileSpoolStore> store(
+      new FileSpoolStore(options, tasks, std::move(*lock)));
+  return store;
+}
+
+FileSpoolStore::FileSpoolStore(Options options, LoopTasks* tasks,
+                               farm::UniqueFd lock_fd)
+    : options_(std::move(options)),
+      env_(options_.env != nullptr ? options_.env : PosixSpoolEnv()),
+      clock_(options_.clock != nullptr ? options_.clock : farm::RealClock()),
+      tasks_(tasks),
+      lock_fd_(std::move(lock_fd)) {
+  if (options_.max_batch < 1) options_.max_batch = 1;
+  int threads = std::max(1, options_.io_threads);
+  for (int i = 0; i < threads; ++i)
+    threads_.emplace_back([this] { WorkerLoop(); });
+}
+
+FileSpoolStore::~FileSpoolStore() { Shutdown(); }
+
+void FileSpoolStore::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+std::string FileSpoolStore::PathOf(const std::string& qid) const {
+  return options_.spool_dir + "/queue/" + QueueIdHashDir(qid) + "/" + qid;
+}
+
+void FileSpoolStore::Submit(std::unique_ptr<Op> op) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queue_.push_back(std::move(op));
+  }
+  cv_.notify_one();
+}
+
+void FileSpoolStore::Create(spool::Envelope envelope, std::string body,
+                            CreateDone done) {
+  auto op = std::make_unique<Op>();
+  op->kind = Op::Kind::kCreate;
+  op->qid = ids_.Next(clock_->NowUnixMs());
+  envelope.set_qid(op->qid);
+  op->path = PathOf(op->qid);
+  op->tmp_path = options_.spool_dir + "/tmp/" + op->qid + ".tmp";
+  op->envelope = std::move(envelope);
+  op->body = std::move(body);
+  op->create_done = std::move(done);
+  Submit(std::move(op));
+}
+
+void FileSpoolStore::AppendState(const std::string& qid,
+                                 const spool::JobState& state,
+                                 uint64_t truncate_to, StatusDone done) {
+  auto op = std::make_unique<Op>();
+  op->kind = Op::Kind::kAppend;
+  op->qid = qid;
+  op->path = PathOf(qid);
+  op->record = EncodeStateRecord(state);
+  op->truncate_to = truncate_to;
+  op->status_done = std::move(done);
+  Submit(std::move(op));
+}
+
+void FileSpoolStore::Remove(const std::string& qid, StatusDone done) {
+  auto op = std::make_unique<Op>();
+  op->kind = Op::Kind::kRemove;
+  op->qid = qid;
+  op->path = PathOf(qid);
+  op->status_done = std::move(done);
+  Submit(std::move(op));
+}
+
+void FileSpoolStore::Read(const std::string& path, ReadDone done) {
+  auto op = std::make_unique<Op>();
+  op->kind = Op::Kind::kRead;
+  op->path = path;
+  op->read_done = std::move(done);
+  Submit(std::move(op));
+}
+
+void FileSpoolStore::Quarantine(const std::string& path, StatusDone done) {
+  auto op = std::make_unique<Op>();
+  op->kind = Op::Kind::kQuarantine;
+  op->path = path;
+  op->status_done = std::move(done);
+  Submit(std::move(op));
+}
+
+void FileSpoolStore::RunBackground(std::function<void()> work,
+                                   std::function<void()> done) {
+  auto op = std::make_unique<Op>();
+  op->kind = Op::Kind::kWork;
+  op->work = std::move(work);
+  op->work_done = std::move(done);
+  Submit(std::move(op));
+}
+
+GroupCommitStats FileSpoolStore::stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+size_t FileSpoolStore::pending() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.size() + running_;
+}
+
+void FileSpoolStore::WorkerLoop() {
+  for (;;) {
+    std::vector<std::unique_ptr<Op>> batch;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything queued is done
+      while (!queue_.empty() && batch.size() < options_.max_batch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      running_ += batch.size();
+    }
+    size_t n = batch.size();
+    RunBatch(batch);  // posts the completions and empties `batch`
+    std::lock_guard<std::mutex> lock(mu_);
+    running_ -= n;
+  }
+}
+
+// Opens and writes a new or appended file; leaves op.fd open for the sync.
+void FileSpoolStore::WriteOne(Op& op) {
+  if (op.kind == Op::Kind::kCreate) {
+    op.envelope.set_body_size(op.body.size());
+    op.envelope.set_body_crc32c(Crc32c(op.body));
+    std::string header = EncodeQueueHeader(op.envelope);
+    op.body_offset = header.size();
+    auto fd = env_->CreateExclusive(op.tmp_path);
+    if (!fd.ok()) {
+      op.status = fd.status();
+      return;
+    }
+    op.fd = std::move(*fd);
+    op.created = true;
+    op.status = env_->Write(op.fd.get(), header, op.tmp_path);
+    if (op.status.ok())
+      op.status = env_->Write(op.fd.get(), op.body, op.tmp_path);
+    std::string().swap(op.body);  // the bytes are in the page cache now
+    return;
+  }
+  auto fd = env_->OpenAppend(op.path);
+  if (!fd.ok()) {
+    op.status = fd.status();
+    return;
+  }
+  op.fd = std::move(*fd);
+  if (op.truncate_to > 0)
+    op.status = env_->Truncate(op.fd.get(), op.truncate_to, op.path);
+  if (op.status.ok()) op.status = env_->Write(op.fd.get(), op.record, op.path);
+}
+
+void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch) {
+  GroupCommitStats delta;
+  for (auto& op : batch) {
+    if (op->kind == Op::Kind::kCreate || op->kind == Op::Kind::kAppend)
+      WriteOne(*op);
+  }
+  for (auto& op : batch) {
+    if (op->fd && op->status.ok()) env_->StartWriteback(op->fd.get());
+  }
+  for (auto& op : batch) {
+    if (!op->fd) continue;
+    if (op->status.ok()) {
+      op->status =
+          env_->DataSync(op->fd.get(), op->created ? op->tmp_path : op->path);
+      ++delta.data_syncs;
+    }
+    op->fd.Reset();
+  }
+  for (auto& op : batch) {
+    if (op->kind == Op::Kind::kCreate && op->status.ok()) {
+      auto renamed = env_->RenameNoReplace(op->tmp_path, op->path);
+      if (!renamed.ok()) {
+        op->status = renamed.status();
+      } else if (!*renamed) {
+        op->status =
+            farm::Status::TempFail("queue id " + op->qid + " already in use");
+      } else {
+        op->renamed = true;
+        op->created = false;
+      }
+    } else if (op->kind == Op::Kind::kRemove) {
+      op->status = env_->Unlink(op->path);
+    }
+  }
+  SyncDirectories(batch, &delta);
+  for (auto& op : batch) {
+    switch (op->kind) {
+      case Op::Kind::kCreate:
+        if (op->created)
+          (void)env_->Unlink(op->tmp_path);  // nothing half-accepted
+        if (op->status.ok()) ++delta.files;
+        break;
+      case Op::Kind::kRead:
+        op->read_result =
+            ReadQueueFile(op->path, ReadOptions{.verify_body = false});
+        break;
+      case Op::Kind::kQuarantine:
+        op->status = env_->Rename(
+            op->path, options_.spool_dir + "/corrupt/" + Basename(op->path));
+        break;
+      case Op::Kind::kWork:
+        op->work();
+        break;
+      default:
+        break;
+    }
+    if (!op->status.ok()) {
+      ++delta.failures;
+      LOG(WARNING) << "spool: " << op->status.message();
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (delta.files > 0) ++stats_.batches;
+    stats_.files += delta.files;
+    stats_.data_syncs += delta.data_syncs;
+    stats_.dir_syncs += delta.dir_syncs;
+    stats_.failures += delta.failures;
+    stats_.max_batch = std::max<uint64_t>(stats_.max_batch, delta.files);
+  }
+  auto done =
+      std::make_shared<std::vector<std::unique_ptr<Op>>>(std::move(batch));
+  batch.clear();
+  tasks_->Post([done] {
+    for (auto& op : *done) Finish(*op);
+  });
+}
+
+// One fsync per directory that gained (create) or lost (remove) an entry.
+// A create whose directory cannot be synced is undone: never acknowledged.
+void FileSpoolStore::SyncDirectories(std::vector<std::unique_ptr<Op>>& batch,
+                                     GroupCommitStats* stats) {
+  std::set<std::string> dirs;
+  for (auto& op : batch) {
+    if ((op->kind == Op::Kind::kCreate && op->renamed) ||
+        (op->kind == Op::Kind::kRemove && op->status.ok())) {
+      dirs.insert(Dirname(op->path));
+    }
+  }
+  for (const std::string& dir : dirs) {
+    farm::Status synced;
+    auto fd = env_->OpenDirectory(dir);
+    if (!fd.ok()) {
+      synced = fd.status();
+    } else {
+      synced = env_->Sync(fd->get(), dir);
+      ++stats->dir_syncs;
+    }
+    if (synced.ok()) continue;
+    for (auto& op : batch) {
+      if (Dirname(op->path) != dir || !op->status.ok()) continue;
+      op->status = synced;
+      if (op->kind == Op::Kind::kCreate && op->renamed)
+        (void)env_->Unlink(op->path);
+    }
+  }
+}
+
+void FileSpoolStore::Finish(Op& op) {
+  switch (op.kind) {
+    case Op::Kind::kCreate:
+      if (op.status.ok()) {
+        op.create_done(Created{op.qid, op.path, op.body_offset});
+      } else {
+        op.create_done(op.status);
+      }
+      break;
+    case Op::Kind::kRead:
+      op.read_done(std::move(*op.read_result));
+      break;
+    case Op::Kind::kWork:
+      op.work_done();
+      break;
+    default:
+      op.status_done(op.status);
+      break;
+  }
+}
+
+}  // namespace mailfarm::scheduler

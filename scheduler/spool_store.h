@@ -1,0 +1,144 @@
+// spool_store.h: the scheduler's durable queue storage. SpoolStore is the
+// interface the queue logic sees (another backend could replace the file
+// tree); FileSpoolStore keeps spool/queue/<hash>/<qid>, spool/tmp/ and
+// spool/corrupt/, with an I/O thread pool that batches syncs (group commit).
+#ifndef MAILFARM_SCHEDULER_SPOOL_STORE_H_
+#define MAILFARM_SCHEDULER_SPOOL_STORE_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "farm/clock.h"
+#include "farm/status.h"
+#include "farm/unique_fd.h"
+#include "scheduler/loop_tasks.h"
+#include "scheduler/queue_id.h"
+#include "scheduler/spool_env.h"
+#include "scheduler/spool_file.h"
+#include "spool.pb.h"
+
+namespace mailfarm::scheduler {
+
+// Every method is called from the loop thread and returns at once; `done`
+// runs later on the loop thread. No method blocks on the disk.
+class SpoolStore {
+ public:
+  struct Created {
+    std::string qid;
+    std::string path;
+    uint64_t body_offset = 0;
+  };
+  using CreateDone = std::function<void(farm::StatusOr<Created>)>;
+  using StatusDone = std::function<void(farm::Status)>;
+  using ReadDone = std::function<void(farm::StatusOr<QueueFile>)>;
+
+  virtual ~SpoolStore() = default;
+
+  // Assigns a qid (envelope.qid is overwritten) and makes the message durable:
+  // `done` gets the qid only once the file and its directory entry are on
+  // stable storage. On failure nothing is left behind (kNoSpace on a full
+  // disk).
+  virtual void Create(spool::Envelope envelope, std::string body,
+                      CreateDone done) = 0;
+  // Durably appends a state record before `done` runs. When truncate_to > 0 the
+  // file is first cut to that length (dropping a torn record found at adopt).
+  virtual void AppendState(const std::string& qid, const spool::JobState& state,
+                           uint64_t truncate_to, StatusDone done) = 0;
+  // Removes the job's file; `done` runs once the removal is durable (the
+  // directory fsync is shared with the batch, like a create's).
+  virtual void Remove(const std::string& qid, StatusDone done) = 0;
+  // Reads and validates a queue file (the body checksum is skipped: replay did
+  // it).
+  virtual void Read(const std::string& path, ReadDone done) = 0;
+  // Moves a file to spool/corrupt/.
+  virtual void Quarantine(const std::string& path, StatusDone done) = 0;
+  // Runs `work` on an I/O thread (e.g. building a DSN from the message file),
+  // then `done` on the loop thread.
+  virtual void RunBackground(std::function<void()> work,
+                             std::function<void()> done) = 0;
+  virtual std::string PathOf(const std::string& qid) const = 0;
+};
+
+struct GroupCommitStats {
+  uint64_t batches = 0;     // batches that made at least one file durable
+  uint64_t files = 0;       // files created
+  uint64_t data_syncs = 0;  // fdatasync calls
+  uint64_t dir_syncs = 0;   // directory fsync calls
+  uint64_t max_batch = 0;
+  uint64_t failures = 0;
+};
+
+class FileSpoolStore : public SpoolStore {
+ public:
+  struct Options {
+    std::string spool_dir;
+    int io_threads = 2;
+    size_t max_batch = 256;
+    SpoolEnv* env = nullptr;       // nullptr: PosixSpoolEnv()
+    farm::Clock* clock = nullptr;  // nullptr: RealClock(); stamps qids
+  };
+
+  // Creates the tree (spool 0750, subdirectories 0700), takes the exclusive
+  // lock on spool/lock (failing with a message naming the holder's pid when
+  // another scheduler has it), removes leftovers in spool/tmp/ (the lock proves
+  // nobody is writing them) and starts the I/O threads. `tasks` must outlive
+  // the store.
+  static farm::StatusOr<std::unique_ptr<FileSpoolStore>> Open(
+      const Options& options, LoopTasks* tasks);
+  // Joins the I/O threads after finishing every queued operation.
+  ~FileSpoolStore() override;
+
+  void Create(spool::Envelope envelope, std::string body,
+              CreateDone done) override;
+  void AppendState(const std::string& qid, const spool::JobState& state,
+                   uint64_t truncate_to, StatusDone done) override;
+  void Remove(const std::string& qid, StatusDone done) override;
+  void Read(const std::string& path, ReadDone done) override;
+  void Quarantine(const std::string& path, StatusDone done) override;
+  void RunBackground(std::function<void()> work,
+                     std::function<void()> done) override;
+  std::string PathOf(const std::string& qid) const override;
+
+  // Stops taking work, finishes what is queued and joins the threads.
+  // Completions already posted still run on the loop. Idempotent.
+  void Shutdown();
+  GroupCommitStats stats();
+  // Operations queued or running (for tests and stats).
+  size_t pending();
+
+ private:
+  struct Op;
+  FileSpoolStore(Options options, LoopTasks* tasks, farm::UniqueFd lock_fd);
+  void Submit(std::unique_ptr<Op> op);
+  void WorkerLoop();
+  void RunBatch(std::vector<std::unique_ptr<Op>>& batch);
+  void WriteOne(Op& op);
+  void SyncDirectories(std::vector<std::unique_ptr<Op>>& batch,
+                       GroupCommitStats* stats);
+  static void Finish(Op& op);
+
+  Options options_;
+  SpoolEnv* env_;
+  farm::Clock* clock_;
+  LoopTasks* tasks_;
+  farm::UniqueFd lock_fd_;
+  QueueIdGenerator ids_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::unique_ptr<Op>> queue_;  // guarded by mu_
+  size_t running_ = 0;                     // guarded by mu_
+  bool stopping_ = false;                  // guarded by mu_
+  GroupCommitStats stats_;                 // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace mailfarm::scheduler
+
+#endif  // MAILFARM_SCHEDULER_SPOOL_STORE_H_

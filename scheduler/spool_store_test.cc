@@ -1,0 +1,292 @@
+// spool_store_test.cc: the file-tree store: durable create, group commit
+// batching, full disk and failed fsync leave nothing behind, the spool lock.
+#include "scheduler/spool_store.h"
+
+#include <dirent.h>
+#include <event2/event.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+
+namespace mailfarm::scheduler {
+namespace {
+
+// Wraps the real env; fails writes or syncs on demand and can hold the first
+// write until released (to pile up a batch behind it).
+class FaultEnv : public SpoolEnv {
+ public:
+  std::atomic<bool> no_space{false};
+  std::atomic<bool> fail_sync{false};
+  std::atomic<bool> hold_first_write{false};
+  std::atomic<bool> released{false};
+  std::atomic<int> data_syncs{0};
+
+  farm::StatusOr<farm::UniqueFd> CreateExclusive(
+      const std::string& p) override {
+    return real()->CreateExclusive(p);
+  }
+  farm::StatusOr<farm::UniqueFd> OpenAppend(const std::string& p) override {
+    return real()->OpenAppend(p);
+  }
+  farm::StatusOr<farm::UniqueFd> OpenDirectory(const std::string& p) override {
+    return real()->OpenDirectory(p);
+  }
+  farm::Status Write(int fd, std::string_view data,
+                     const std::string& p) override {
+    if (hold_first_write.exchange(false)) {
+      while (!released) usleep(1000);
+    }
+    if (no_space) {
+      // Like a real full disk: part of the data may land before the error.
+      (void)real()->Write(fd, data.substr(0, data.size() / 2), p);
+      return farm::Status::FromErrno("write " + p, ENOSPC);
+    }
+    return real()->Write(fd, data, p);
+  }
+  void StartWriteback(int fd) override { real()->StartWriteback(fd); }
+  farm::Status DataSync(int fd, const std::string& p) override {
+    ++data_syncs;
+    if (fail_sync) return farm::Status::FromErrno("fdatasync " + p, EIO);
+    return real()->DataSync(fd, p);
+  }
+  farm::Status Sync(int fd, const std::string& p) override {
+    return real()->Sync(fd, p);
+  }
+  farm::Status Truncate(int fd, uint64_t size, const std::string& p) override {
+    return real()->Truncate(fd, size, p);
+  }
+  farm::StatusOr<bool> RenameNoReplace(const std::string& a,
+                                       const std::string& b) override {
+    return real()->RenameNoReplace(a, b);
+  }
+  farm::Status Rename(const std::string& a, const std::string& b) override {
+    return real()->Rename(a, b);
+  }
+  farm::Status Unlink(const std::string& p) override {
+    return real()->Unlink(p);
+  }
+  farm::Status MakeDirectory(const std::string& p, mode_t m) override {
+    return real()->MakeDirectory(p, m);
+  }
+
+ private:
+  static SpoolEnv* real() { return PosixSpoolEnv(); }
+};
+
+int CountFiles(const std::string& dir) {
+  int n = 0;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) ++n;
+  }
+  return n;
+}
+
+class SpoolStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/spool_store_test.XXXXXX";
+    root_ = ::mkdtemp(tmpl);
+    spool_ = root_ + "/spool";
+    base_ = event_base_new();
+    tasks_ = std::move(*LoopTasks::Create(base_));
+  }
+  void TearDown() override {
+    store_.reset();
+    tasks_.reset();
+    event_base_free(base_);
+    std::filesystem::remove_all(root_);
+  }
+  void OpenStore(int threads = 1) {
+    FileSpoolStore::Options options;
+    options.spool_dir = spool_;
+    options.io_threads = threads;
+    options.env = &env_;
+    auto store = FileSpoolStore::Open(options, tasks_.get());
+    ASSERT_TRUE(store.ok()) << store.status().message();
+    store_ = std::move(*store);
+  }
+  // Runs the loop until `pred` holds (each completion runs on it).
+  template <typename Pred>
+  void RunUntil(Pred pred) {
+    for (int i = 0; i < 20000 && !pred(); ++i)
+      event_base_loop(base_, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(500);
+    ASSERT_TRUE(pred());
+  }
+  static spool::Envelope Envelope() {
+    spool::Envelope e;
+    e.set_sender("a@example.com");
+    auto* r = e.add_recipients();
+    r->set_index(0);
+    r->set_address("b@example.org");
+    return e;
+  }
+
+  std::string root_, spool_;
+  event_base* base_ = nullptr;
+  std::unique_ptr<LoopTasks> tasks_;
+  FaultEnv env_;
+  std::unique_ptr<FileSpoolStore> store_;
+};
+
+TEST_F(SpoolStoreTest, CreateIsReadableAtTheReportedPath) {
+  OpenStore();
+  std::optional<farm::StatusOr<SpoolStore::Created>> got;
+  store_->Create(Envelope(), "Subject: x\r\n\r\nbody\r\n",
+                 [&](auto r) { got = std::move(r); });
+  RunUntil([&] { return got.has_value(); });
+  ASSERT_TRUE(got->ok()) << got->status().message();
+  EXPECT_EQ((*got)->path, store_->PathOf((*got)->qid));
+  auto file = ReadQueueFile((*got)->path);
+  ASSERT_TRUE(file.ok()) << file.status().message();
+  EXPECT_EQ(file->envelope.qid(), (*got)->qid);
+  EXPECT_EQ(file->body_offset, (*got)->body_offset);
+  struct stat st;
+  ASSERT_EQ(::stat(spool_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0750u);
+}
+
+TEST_F(SpoolStoreTest, ConcurrentCreatesShareSyncs) {
+  OpenStore(1);
+  env_.hold_first_write = true;
+  int done = 0, failed = 0;
+  for (int i = 0; i < 50; ++i) {
+    store_->Create(Envelope(), std::string(5000, 'x'), [&](auto r) {
+      ++done;
+      if (!r.ok()) ++failed;
+    });
+  }
+  env_.released = true;
+  RunUntil([&] { return done == 50; });
+  EXPECT_EQ(failed, 0);
+  GroupCommitStats stats = store_->stats();
+  EXPECT_EQ(stats.files, 50u);
+  // The first batch is whatever was queued when the worker woke (1 or a few);
+  // everything queued behind the held write goes in one more batch.
+  EXPECT_LE(stats.batches, 3u);
+  EXPECT_GE(stats.max_batch, 25u);
+  EXPECT_LE(stats.dir_syncs, 6u);  // one per batch unless the 65 s digit turned
+  EXPECT_EQ(env_.data_syncs.load(), 50);
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 50);
+}
+
+TEST_F(SpoolStoreTest, FullDiskFailsCleanlyAndRecovers) {
+  OpenStore();
+  env_.no_space = true;
+  std::optional<farm::StatusOr<SpoolStore::Created>> got;
+  store_->Create(Envelope(), std::string(100000, 'y'),
+                 [&](auto r) { got = std::move(r); });
+  RunUntil([&] { return got.has_value(); });
+  ASSERT_FALSE(got->ok());
+  EXPECT_EQ(got->status().code(), farm::Status::Code::kNoSpace);
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
+  EXPECT_EQ(CountFiles(spool_ + "/tmp"), 0);
+  env_.no_space = false;
+  got.reset();
+  store_->Create(Envelope(), "ok\r\n", [&](auto r) { got = std::move(r); });
+  RunUntil([&] { return got.has_value(); });
+  EXPECT_TRUE(got->ok());
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 1);
+}
+
+TEST_F(SpoolStoreTest, FailedSyncIsNeverAcknowledged) {
+  OpenStore();
+  env_.fail_sync = true;
+  std::optional<farm::StatusOr<SpoolStore::Created>> got;
+  store_->Create(Envelope(), "x\r\n", [&](auto r) { got = std::move(r); });
+  RunUntil([&] { return got.has_value(); });
+  ASSERT_FALSE(got->ok());
+  EXPECT_NE(got->status().message().find("fdatasync"), std::string::npos);
+  EXPECT_EQ(CountFiles(spool_ + "/queue") + CountFiles(spool_ + "/tmp"), 0);
+}
+
+TEST_F(SpoolStoreTest, AppendStateThenRemove) {
+  OpenStore(2);
+  std::optional<farm::StatusOr<SpoolStore::Created>> got;
+  store_->Create(Envelope(), "x\r\n", [&](auto r) { got = std::move(r); });
+  RunUntil([&] { return got.has_value(); });
+  ASSERT_TRUE(got->ok());
+  std::string qid = (*got)->qid;
+  spool::JobState state;
+  state.set_sequence(1);
+  state.set_attempts(3);
+  std::optional<farm::Status> appended;
+  store_->AppendState(qid, state, 0, [&](farm::Status s) { appended = s; });
+  RunUntil([&] { return appended.has_value(); });
+  ASSERT_TRUE(appended->ok()) << appended->message();
+  auto file = ReadQueueFile(store_->PathOf(qid));
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(file->state.attempts(), 3u);
+  std::optional<farm::Status> removed;
+  store_->Remove(qid, [&](farm::Status s) { removed = s; });
+  RunUntil([&] { return removed.has_value(); });
+  EXPECT_TRUE(removed->ok());
+  EXPECT_NE(::access(store_->PathOf(qid).c_str(), F_OK), 0);
+}
+
+TEST_F(SpoolStoreTest, AppendTruncatesATornTail) {
+  OpenStore();
+  std::optional<farm::StatusOr<SpoolStore::Created>> got;
+  store_->Create(Envelope(), "x\r\n", [&](auto r) { got = std::move(r); });
+  RunUntil([&] { return got.has_value(); });
+  std::string path = (*got)->path;
+  uint64_t good = std::filesystem::file_size(path);
+  FILE* f = fopen(path.c_str(), "a");
+  fputs("MFS1\x05garbage", f);
+  fclose(f);
+  spool::JobState state;
+  state.set_attempts(7);
+  std::optional<farm::Status> appended;
+  store_->AppendState((*got)->qid, state, good,
+                      [&](farm::Status s) { appended = s; });
+  RunUntil([&] { return appended.has_value(); });
+  auto file = ReadQueueFile(path);
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(file->state_records, 1);
+  EXPECT_EQ(file->state.attempts(), 7u);
+  EXPECT_EQ(file->torn_bytes, 0u);
+}
+
+TEST_F(SpoolStoreTest, SecondStoreOnTheSameSpoolIsRefused) {
+  OpenStore();
+  FileSpoolStore::Options options;
+  options.spool_dir = spool_;
+  auto second = FileSpoolStore::Open(options, tasks_.get());
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find(
+                "locked by another mailfarm-scheduler (pid " +
+                std::to_string(getpid())),
+            std::string::npos)
+      << second.status().message();
+}
+
+TEST_F(SpoolStoreTest, LeftoverTempFilesAreRemovedAtOpen) {
+  std::filesystem::create_directories(spool_ + "/tmp");
+  FILE* f = fopen((spool_ + "/tmp/0192a3b4c5d60001.tmp").c_str(), "w");
+  fputs("half", f);
+  fclose(f);
+  OpenStore();
+  EXPECT_EQ(CountFiles(spool_ + "/tmp"), 0);
+}
+
+TEST_F(SpoolStoreTest, QuarantineMovesToCorrupt) {
+  OpenStore();
+  std::string path = spool_ + "/queue/0/0192a3b4c5d60001";
+  FILE* f = fopen(path.c_str(), "w");
+  fputs("junk", f);
+  fclose(f);
+  std::optional<farm::StatusOr<QueueFile>> read;
+  store_->Read(path, [&](auto r) { read = std::move(r); });
+  RunUntil([&] { return read.has_value(); });
+  EXPECT_FALSE(read->ok());
+  std::optional<farm::Status> moved;
+  store_->Quarantine(path, [&](farm::Status s) { moved = s; });
+  RunUntil([&] { return moved.has_value(); });
+  EXPECT_TRUE(moved->ok());
+  EXPECT_EQ(::access((spool_ + "/corrupt/0192a3b4c5d60001").c_str(), F_OK), 0);
+}
+
+}  // namespace
+}  // namespace mailfarm::scheduler
