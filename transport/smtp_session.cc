@@ -18,6 +18,13 @@ mailfarm::Outcome OutcomeOf(const SmtpReply& reply) {
   return mailfarm::OUTCOME_TEMPFAIL;
 }
 
+bool HasControl(const std::string& text) {
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::unique_ptr<SmtpSession> SmtpSession::Open(const Endpoint& endpoint,
@@ -232,6 +239,25 @@ std::vector<RecipientOutcome> SmtpSession::Send(const mailfarm::Job& job,
     settle_pending(mailfarm::OUTCOME_TEMPFAIL, "4.4.2", lost);
     return out;
   };
+  // An address with CR, LF or other controls would smuggle commands into the
+  // session: refuse it here whatever the front end let through.
+  if (HasControl(job.sender())) {
+    settle_pending(mailfarm::OUTCOME_PERMFAIL, "5.1.7",
+                   "sender address contains control characters");
+    return out;
+  }
+  int sendable = 0;
+  for (int i = 0; i < n; ++i) {
+    if (HasControl(job.recipients(i).address())) {
+      out[i] =
+          RecipientOutcome{mailfarm::OUTCOME_PERMFAIL, "5.1.3",
+                           "recipient address contains control characters"};
+      final[i] = true;
+    } else {
+      ++sendable;
+    }
+  }
+  if (sendable == 0) return out;
   if (job.smtputf8() && !caps_.smtputf8) {
     settle_pending(
         mailfarm::OUTCOME_PERMFAIL, "5.6.7",
@@ -270,6 +296,7 @@ std::vector<RecipientOutcome> SmtpSession::Send(const mailfarm::Job& job,
   }
   int accepted = 0;
   for (int i = 0; i < n; ++i) {
+    if (final[i]) continue;  // refused above, never sent
     connection_->Queue("RCPT TO:<" + job.recipients(i).address() + ">\r\n");
     if (pipelined) continue;
     if (!Flush(cmd_ms, "sending RCPT TO", &lost) ||
@@ -293,6 +320,7 @@ std::vector<RecipientOutcome> SmtpSession::Send(const mailfarm::Job& job,
       return lost_connection(lost);
     }
     for (int i = 0; i < n; ++i) {
+      if (final[i]) continue;
       if (!Read(cmd_ms, "sending RCPT TO", &reply, &lost)) {
         return lost_connection(lost);
       }

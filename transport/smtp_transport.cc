@@ -4,6 +4,7 @@
 
 #include <glog/logging.h>
 #include <openssl/err.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "farm/clock.h"
@@ -49,6 +50,9 @@ SmtpTransport::SmtpTransport(const mailfarm::config::ChannelConfig& channel,
   for (const std::string& server : config_.dns_servers()) {
     resolver_options_.dns_servers.push_back(server);
   }
+  // OpenSSL writes to the socket with write(2): a peer that hung up must give
+  // EPIPE, not kill the child. (The farm ignores SIGPIPE too; be explicit.)
+  ::signal(SIGPIPE, SIG_IGN);
   if (settings_.tls_level == Level::NONE) return;
   ssl_ctx_.reset(SSL_CTX_new(TLS_client_method()));
   if (!ssl_ctx_) {

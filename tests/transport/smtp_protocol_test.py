@@ -4,7 +4,8 @@ PIPELINING (MAIL, RCPT and DATA arrive in one write), a server without
 PIPELINING (one command at a time), the connection dropped in the middle of
 DATA (every recipient deferred, no open session), a 554 greeting (bounced),
 SMTPUTF8 needed but not offered (bounced 5.6.7), a SIZE limit (bounced 5.3.4),
-a 1 MB body with dot lines arriving intact; and MX resolution through a fake
+a 1 MB body with dot lines arriving intact, policy MAY retrying in clear after
+a failed TLS handshake, a CR LF in an address refused; and MX resolution through a fake
 DNS server: preference order with fallback to the next MX, null MX (5.1.10),
 NXDOMAIN (5.1.2), no MX -> the domain's A record.
 """
@@ -37,7 +38,8 @@ def main():
         dropper = tl.RawServer(drop_in_data_after=1000)
         refuser = tl.RawServer(greeting="554 5.7.1 go away")
         small = tl.RawServer(ehlo_lines=("PIPELINING", "SIZE 500"))
-        servers += [piped, plain, dropper, refuser, small]
+        badtls = tl.RawServer(ehlo_lines=("PIPELINING", "STARTTLS"), starttls_hangup=True)
+        servers += [piped, plain, dropper, refuser, small, badtls]
         dns = tl.FakeDns({
             ("pref.test", "MX"): [(20, "up.pref.test"), (10, "down.pref.test")],
             ("up.pref.test", "A"): ["127.0.0.1"],
@@ -114,6 +116,23 @@ def main():
         check.eq(got[:2], ("OUTCOME_PERMFAIL", "5.3.4"), "over SIZE: bounced")
         check.true("exceeds size limit 500" in got[2], "SIZE text %r" % (got[2],))
         check.eq(len(small.messages), 0, "over SIZE: nothing sent")
+
+        # TLS policy MAY: a failed handshake is retried in clear on a new connection.
+        r = run(badtls, ["a@dest.test"])
+        check.eq(tl.outcomes(r)[0][0], "OUTCOME_OK", "may: delivered after TLS failure")
+        check.eq(badtls.connections, 2, "may: second connection without TLS")
+        check.eq(len(badtls.messages), 1, "may: message in clear")
+        check.eq(sum(1 for c in badtls.commands if c == "STARTTLS"), 1,
+                 "may: STARTTLS tried once")
+
+        # An address with CR LF cannot inject commands.
+        before = len(piped.messages)
+        r = run(piped, ["evil@dest.test>\r\nRSET\r\nRCPT TO:<x@y.test", "good@dest.test"])
+        got = tl.outcomes(r)
+        check.eq(got[0][:2], ("OUTCOME_PERMFAIL", "5.1.3"), "CRLF address refused")
+        check.eq(got[1][0], "OUTCOME_OK", "the other recipient delivered")
+        check.true("RCPT TO:<x@y.test>" not in piped.commands, "nothing injected")
+        check.eq(len(piped.messages), before + 1, "message sent for the good recipient")
 
         # MX through the fake DNS server.
         dnsfarm = tl.TransportFarm(root, config, "dns")

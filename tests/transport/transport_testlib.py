@@ -208,14 +208,15 @@ class RawServer:
 
     greeting: the first line; ehlo_lines: capability lines after the name;
     drop_in_data_after: close the connection after this many DATA bytes (None:
-    never). Records each recv() chunk so tests can see what arrived together.
+    never); starttls_hangup: answer STARTTLS with 220, then hang up. Records each recv() chunk so tests can see what arrived together.
     """
 
     def __init__(self, greeting="220 raw.test ESMTP", ehlo_lines=("PIPELINING", "8BITMIME"),
-                 drop_in_data_after=None, rcpt_reply=None):
+                 drop_in_data_after=None, rcpt_reply=None, starttls_hangup=False):
         self.greeting = greeting
         self.ehlo_lines = list(ehlo_lines)
         self.drop_in_data_after = drop_in_data_after
+        self.starttls_hangup = starttls_hangup
         self.rcpt_reply = rcpt_reply or (lambda addr: "250 2.1.5 ok")
         self.chunks = []
         self.commands = []
@@ -299,6 +300,9 @@ class RawServer:
                     data += more
                 self.messages.append(data)
                 conn.sendall(b"250 2.0.0 raw ok\r\n")
+            elif verb == "STARTTLS" and self.starttls_hangup:
+                conn.sendall(b"220 2.0.0 ready to start TLS\r\n")
+                return  # hang up instead of a TLS handshake
             elif verb == "RSET":
                 conn.sendall(b"250 2.0.0 ok\r\n")
             elif verb == "QUIT":
