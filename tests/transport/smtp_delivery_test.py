@@ -4,7 +4,8 @@ Per-recipient outcomes (250 / 451 / 550), a body with leading dots and no final
 newline arriving byte-identical (plus the CRLF SMTP requires), the Received and
 added headers written before it, connection reuse seen at the sink (several
 jobs, one connection, Result.open_session), max_messages_per_connection, the
-idle timeout closing the session, and a refused connection.
+idle timeout closing the session, BODY=8BITMIME and SMTPUTF8 with a server
+that offers them, and a refused connection.
 """
 
 import os
@@ -138,7 +139,31 @@ def main():
                    "idle: a new connection after the idle timeout: %r" % peers)
         conn.close()
 
-        # 5. Nobody listening: tempfail with connection_failure.
+        # 5. BODY=8BITMIME and SMTPUTF8 when the message needs them and they are offered.
+        utf8_sink = tl.Sink(smtputf8=True)
+        try:
+            conn = out.connect()
+            body8 = "X-Original-Start: yes\r\nSubject: caf\u00e9\r\n\r\n\u00fcml\u00e4ut\r\n"
+            job = tl.make_job(root, body8.encode("utf-8"), ["j\u00fcrgen@d\u00e9st.test"],
+                              sender="s\u00e9nder@origin.test",
+                              nexthop="[127.0.0.1]:%d" % utf8_sink.port, smtputf8=True,
+                              eight_bit=True)
+            result = conn.run(job)
+            conn.close()
+            check.eq(tl.outcomes(result)[0][0], "OUTCOME_OK", "SMTPUTF8 offered: delivered")
+            msgs = utf8_sink.messages
+            check.eq(len(msgs), 1, "SMTPUTF8 message at the sink")
+            if msgs:
+                opts = [o.upper() for o in msgs[0]["mail_options"]]
+                check.true("BODY=8BITMIME" in opts, "BODY=8BITMIME sent: %r" % opts)
+                check.true("SMTPUTF8" in opts, "SMTPUTF8 sent: %r" % opts)
+                check.eq(msgs[0]["rcpt_tos"], ["j\u00fcrgen@d\u00e9st.test"], "UTF-8 recipient")
+                check.true(split_message(msgs[0]["content"])[1] == body8.encode("utf-8"),
+                           "8-bit body intact")
+        finally:
+            utf8_sink.stop()
+
+        # 6. Nobody listening: tempfail with connection_failure.
         dead = mh.free_port()
         conn = out.connect()
         job = tl.make_job(root, b"Subject: x\r\n\r\ny\r\n", ["a@dest.test", "b@dest.test"],

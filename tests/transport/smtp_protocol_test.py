@@ -5,7 +5,8 @@ PIPELINING (one command at a time), the connection dropped in the middle of
 DATA (every recipient deferred, no open session), a 554 greeting (bounced),
 SMTPUTF8 needed but not offered (bounced 5.6.7), a SIZE limit (bounced 5.3.4),
 a 1 MB body with dot lines arriving intact, policy MAY retrying in clear after
-a failed TLS handshake, a CR LF in an address refused; and MX resolution through a fake
+a failed TLS handshake, a CR LF in an address refused, a server that never
+greets (greeting timeout); and MX resolution through a fake
 DNS server: preference order with fallback to the next MX, null MX (5.1.10),
 NXDOMAIN (5.1.2), no MX -> the domain's A record.
 """
@@ -51,6 +52,8 @@ def main():
         config = tl.farm_config(root, [
             'channel { name: "out" type: SMTP farm { start_children: 1 min_spare: 1 '
             'max_spare: 2 } smtp { tls { level: MAY } command_timeout_ms: 20000 } }',
+            'channel { name: "slow" type: SMTP farm { start_children: 1 min_spare: 1 '
+            'max_spare: 2 } smtp { tls { level: NONE } greeting_timeout_ms: 700 } }',
             'channel { name: "dns" type: SMTP farm { start_children: 1 min_spare: 1 '
             'max_spare: 2 } smtp { tls { level: NONE } dns_servers: "127.0.0.1:%d" '
             'default_port: %d connect_timeout_ms: 5000 } }' % (dns.port, piped.port),
@@ -133,6 +136,27 @@ def main():
         check.eq(got[1][0], "OUTCOME_OK", "the other recipient delivered")
         check.true("RCPT TO:<x@y.test>" not in piped.commands, "nothing injected")
         check.eq(len(piped.messages), before + 1, "message sent for the good recipient")
+
+        # A server that accepts the connection but never greets: greeting timeout.
+        import socket
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever writes
+        try:
+            slow = tl.TransportFarm(root, config, "slow")
+            farms.append(slow)
+            conn = slow.connect()
+            r = conn.run(tl.make_job(root, b"Subject: x\r\n\r\ny\r\n", ["a@dest.test"],
+                                     channel="slow",
+                                     nexthop="[127.0.0.1]:%d" % silent.getsockname()[1]))
+            conn.close()
+            got = tl.outcomes(r)[0]
+            check.eq(got[:2], ("OUTCOME_TEMPFAIL", "4.4.2"), "greeting timeout: deferred")
+            check.true("timed out while receiving the initial server greeting" in got[2],
+                       "greeting timeout text %r" % (got[2],))
+            check.eq(r.connection_failure, True, "greeting timeout: connection_failure")
+        finally:
+            silent.close()
 
         # MX through the fake DNS server.
         dnsfarm = tl.TransportFarm(root, config, "dns")

@@ -178,10 +178,10 @@ class SinkHandler:
 class Sink:
     """aiosmtpd on 127.0.0.1:<free port>; tls_context enables STARTTLS."""
 
-    def __init__(self, tls_context=None):
+    def __init__(self, tls_context=None, smtputf8=False):
         self.handler = SinkHandler()
         self.port = mh.free_port()
-        kwargs = {}
+        kwargs = {"enable_SMTPUTF8": smtputf8}
         if tls_context is not None:
             kwargs["tls_context"] = tls_context
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
