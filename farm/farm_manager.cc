@@ -315,6 +315,13 @@ void Manager::ChildMain(int slot_index, uint64_t generation) {
   signal(SIGINT, SIG_DFL);
   signal(SIGHUP, SIG_IGN);  // the manager, not the terminal, says when to leave
   signal(SIGPIPE, SIG_IGN);
+  // SIGUSR1 only interrupts poll() (see BeginStop); SA_RESTART keeps reads and
+  // writes going.
+  struct sigaction wake {};
+  wake.sa_handler = [](int) {};
+  wake.sa_flags = SA_RESTART;
+  sigemptyset(&wake.sa_mask);
+  sigaction(SIGUSR1, &wake, nullptr);
 
   ScoreboardSlot& slot = board_->slot(slot_index);
   slot.pid.store(::getpid());

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 
+#include "farm/privileges.h"
 #include "farm/program.h"
 #include "farm/supervisor.h"
 #include "farm/unique_fd.h"
@@ -61,8 +62,17 @@ OPTIONS
 EXIT STATUS
     0   orderly stop, or --check-config found no error
     69  a required program is missing, or another mailfarmd holds the run dir
-    71  an operating-system error (fork, directories, pid file)
-    78  configuration error (the message names file:line:column)
+    71  an operating-system error (fork, directories, pid file, binding a
+        listener, dropping privileges)
+    78  configuration error (the message names file:line:column), or started
+        as root without identity.user
+
+PRIVILEGES
+    Started as root, mailfarmd creates run_dir (0750) and spool_dir (0700)
+    owned by identity.user and identity.group, binds the smtpd listeners
+    (so port 25 works), then drops to that user before starting anything:
+    no mailfarm process runs as root. Started as root without identity.user
+    it refuses. Started as an ordinary user it runs as that user.
 
 FILES
     run_dir/mailfarmd.pid   pid file, locked while mailfarmd runs
@@ -87,6 +97,31 @@ bool MakeDir(const std::string& dir, mode_t mode) {
     return false;
   }
   return true;
+}
+
+bool Chown(const std::string& path, const farm::ServiceAccount& account) {
+  if (::chown(path.c_str(), account.uid, account.gid) != 0) {
+    PLOG(ERROR) << "chown " << path << " to " << account.user;
+    return false;
+  }
+  return true;
+}
+
+// The fixed directory above each local channel's mailbox template (var/mail/
+// for "var/mail/${user}/") must be writable by the service account, which will
+// create the mailboxes in it. Only a directory mailfarmd creates itself is
+// handed over: an existing one (/home) is never touched.
+void PrepareMailboxRoots(const farm::Config& config,
+                         const farm::ServiceAccount& account) {
+  for (const auto& channel : config.channel()) {
+    if (channel.type() != mailfarm::config::ChannelConfig::LOCAL) continue;
+    const std::string& mailbox = channel.local().mailbox();
+    std::string fixed = mailbox.substr(0, mailbox.find("${"));
+    std::string dir = fixed.substr(0, fixed.rfind('/'));
+    struct stat st {};
+    if (dir.empty() || ::stat(dir.c_str(), &st) == 0) continue;
+    if (MakeDir(dir, 0755)) Chown(dir, account);
+  }
 }
 
 // Locks run_dir/mailfarmd.pid; a second instance on the same run dir refuses.
@@ -149,11 +184,40 @@ int main(int argc, char** argv) {
                 plan->size());
     return farm::kExitOk;
   }
+  auto account = farm::ResolveServiceAccount(config);
+  if (!account.ok()) {
+    std::fprintf(stderr, "mailfarmd: %s\n", account.status().message().c_str());
+    return farm::kExitConfig;
+  }
   std::string run_dir = farm::RunDir(config);
-  if (!MakeDir(run_dir, 0750) || !MakeDir(farm::SpoolDir(config), 0700)) {
+  std::string spool_dir = farm::SpoolDir(config);
+  if (!MakeDir(run_dir, 0750) || !MakeDir(spool_dir, 0700))
+    return farm::kExitOsErr;
+  if (*account && !(Chown(run_dir, **account) && Chown(spool_dir, **account))) {
     return farm::kExitOsErr;
   }
   farm::UniqueFd pid_file = LockPidFile(run_dir + "/mailfarmd.pid");
+  // Bind what may need root (port 25) before giving root up.
+  auto listeners = farm::BindSmtpdListeners(config);
+  if (!listeners.ok()) {
+    std::fprintf(stderr, "mailfarmd: %s\n",
+                 listeners.status().message().c_str());
+    return farm::kExitOsErr;
+  }
+  if (*account) {
+    if (!config.paths().log_dir().empty() &&
+        MakeDir(config.paths().log_dir(), 0750)) {
+      Chown(config.paths().log_dir(), **account);
+    }
+    PrepareMailboxRoots(config, **account);
+    farm::Status dropped = farm::DropPrivileges(**account);
+    if (!dropped.ok()) {
+      std::fprintf(stderr, "mailfarmd: %s\n", dropped.message().c_str());
+      return farm::kExitOsErr;
+    }
+    LOG(INFO) << "mailfarmd: running as " << (*account)->user << " (uid "
+              << (*account)->uid << ", gid " << (*account)->gid << ")";
+  }
   if (!FLAGS_foreground) {
     std::string log_dir = config.paths().log_dir();
     if (log_dir.empty() || !MakeDir(log_dir, 0750)) log_dir = run_dir;
@@ -161,7 +225,7 @@ int main(int argc, char** argv) {
   }
   WritePid(pid_file.get());
   farm::Supervisor supervisor(std::move(config), config_path, bin_dir,
-                              std::move(*plan));
+                              std::move(*plan), std::move(*listeners));
   int rc = supervisor.Run();
   ::unlink((run_dir + "/mailfarmd.pid").c_str());
   return rc;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace farm {
@@ -137,6 +138,24 @@ Status WriteFull(int fd, const void* data, size_t size) {
     size -= static_cast<size_t>(n);
   }
   return Status::Ok();
+}
+
+std::vector<UniqueFd> TakeInheritedListeners() {
+  std::vector<UniqueFd> fds;
+  const char* count = std::getenv("LISTEN_FDS");
+  const char* pid = std::getenv("LISTEN_PID");
+  if (count == nullptr || pid == nullptr || std::atol(pid) != ::getpid())
+    return fds;
+  int n = std::atoi(count);
+  for (int i = 0; i < n; ++i) {
+    int fd = 3 + i;
+    ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    SetNonBlocking(fd, true);
+    fds.emplace_back(fd);
+  }
+  ::unsetenv("LISTEN_FDS");
+  ::unsetenv("LISTEN_PID");
+  return fds;
 }
 
 StatusOr<int> LocalPort(int fd) {

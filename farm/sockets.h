@@ -45,6 +45,12 @@ Status SetNonBlocking(int fd, bool non_blocking);
 // Writes all of `size` bytes, retrying on EINTR and short writes (blocking fd).
 Status WriteFull(int fd, const void* data, size_t size);
 
+// Listening sockets handed over by the parent in the systemd socket-activation
+// convention (fds 3.. with LISTEN_FDS=n and LISTEN_PID=our pid), as mailfarmd
+// passes smtpd's. Empty when none were passed. Clears the variables so that a
+// process started by the caller does not take them too.
+std::vector<UniqueFd> TakeInheritedListeners();
+
 // Returns the port a bound TCP socket listens on (for tests that bind port 0).
 StatusOr<int> LocalPort(int fd);
 

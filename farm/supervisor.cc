@@ -2,6 +2,7 @@
 // reload, stop.
 #include "farm/supervisor.h"
 
+#include <fcntl.h>
 #include <glog/logging.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -107,7 +108,11 @@ StatusOr<std::vector<Component>> PlanComponents(const Config& config,
     plan.push_back(std::move(c));
   }
   add("scheduler", "mailfarm-scheduler", {});
-  if (config.smtpd().listen_size() > 0) add("smtpd", "mailfarm-smtpd", {});
+  if (config.smtpd().listen_size() > 0) {
+    add("smtpd", "mailfarm-smtpd", {});
+    if (!plan.empty() && plan.back().name == "smtpd")
+      plan.back().takes_listeners = true;
+  }
   for (const Component& c : plan) {
     if (!IsExecutable(c.argv[0])) {
       return Status::NotFound(c.name + ": program " + c.argv[0] +
@@ -117,12 +122,47 @@ StatusOr<std::vector<Component>> PlanComponents(const Config& config,
   return plan;
 }
 
+StatusOr<std::vector<UniqueFd>> BindSmtpdListeners(const Config& config) {
+  std::vector<UniqueFd> fds;
+  if (Disabled(config, "smtpd")) return fds;
+  for (const auto& listener : config.smtpd().listen()) {
+    auto fd = ListenTcp(listener.address(), static_cast<int>(listener.port()));
+    if (!fd.ok())
+      return Status::Error("smtpd listener: " + fd.status().message());
+    fds.push_back(std::move(*fd));
+  }
+  return fds;
+}
+
 Supervisor::Supervisor(Config config, std::string config_path,
-                       std::string bin_dir, std::vector<Component> components)
+                       std::string bin_dir, std::vector<Component> components,
+                       std::vector<UniqueFd> listeners)
     : config_(std::move(config)),
       config_path_(std::move(config_path)),
       bin_dir_(std::move(bin_dir)),
-      components_(std::move(components)) {}
+      components_(std::move(components)),
+      listeners_(std::move(listeners)) {}
+
+namespace {
+
+// In a forked child before exec: puts `listeners` at fds 3.. and announces them
+// the way systemd socket activation does.
+void PassListeners(const std::vector<UniqueFd>& listeners) {
+  // First out of the way (above any target number), then into place, so that
+  // no dup2 overwrites a listener not yet moved.
+  std::vector<int> high;
+  for (const UniqueFd& fd : listeners)
+    high.push_back(::fcntl(fd.get(), F_DUPFD, 100));
+  for (size_t i = 0; i < high.size(); ++i) {
+    ::dup2(high[i],
+           3 + static_cast<int>(i));  // dup2 clears FD_CLOEXEC on the copy
+    ::close(high[i]);
+  }
+  ::setenv("LISTEN_FDS", std::to_string(listeners.size()).c_str(), 1);
+  ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+}
+
+}  // namespace
 
 int Supervisor::Run() {
   auto signals = SignalFd::Open({SIGCHLD, SIGTERM, SIGINT, SIGHUP});
@@ -164,6 +204,7 @@ void Supervisor::Start(Component& c) {
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_UNBLOCK, &all, nullptr);
+    if (c.takes_listeners) PassListeners(listeners_);
     std::vector<char*> argv;
     for (std::string& arg : c.argv) argv.push_back(arg.data());
     argv.push_back(nullptr);

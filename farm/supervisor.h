@@ -13,6 +13,7 @@
 
 #include "farm/config.h"
 #include "farm/status.h"
+#include "farm/unique_fd.h"
 
 namespace farm {
 
@@ -20,6 +21,8 @@ struct Component {
   std::string name;  // "scheduler", "router", "transport-smtp", "smtpd", ...
   std::vector<std::string> argv;  // argv[0] is an absolute path
   bool one_shot = false;          // mailfarm-replay: run once, never restarted
+  bool takes_listeners =
+      false;  // smtpd: gets the TCP listeners mailfarmd bound
   pid_t pid = 0;
   int64_t started_ms = 0;
   int64_t next_start_ms = 0;  // when a dead component may start again
@@ -36,8 +39,12 @@ StatusOr<std::vector<Component>> PlanComponents(const Config& config,
 // Single-threaded; owns the component processes.
 class Supervisor {
  public:
+  // `listeners` are smtpd's bound TCP sockets (config.smtpd.listen order),
+  // passed to it as fds 3.. (LISTEN_FDS) at every start, so they survive its
+  // restarts and port 25 needs no root after mailfarmd's own start-up.
   Supervisor(Config config, std::string config_path, std::string bin_dir,
-             std::vector<Component> components);
+             std::vector<Component> components,
+             std::vector<UniqueFd> listeners);
   // Runs until SIGTERM/SIGINT and an orderly stop. Returns the exit code.
   int Run();
 
@@ -54,9 +61,13 @@ class Supervisor {
   std::string config_path_;
   std::string bin_dir_;
   std::vector<Component> components_;
+  std::vector<UniqueFd> listeners_;
   bool ready_ = false;
   bool replay_started_ = false;
 };
+
+// Binds the smtpd listeners of the config (none when smtpd is disabled).
+StatusOr<std::vector<UniqueFd>> BindSmtpdListeners(const Config& config);
 
 // Where mailfarmd's sibling binaries are: paths.bin_dir or mailfarmd's own dir.
 std::string BinDir(const Config& config);

@@ -72,15 +72,32 @@ int main(int argc, char** argv) {
   spec.name = "smtpd";
   spec.pool = config.smtpd().farm();
   spec.scoreboard_path = farm::ScoreboardPath(config, "smtpd");
-  for (const smtpd::ListenerSettings& l : (*settings)->listeners) {
-    auto fd = farm::ListenTcp(l.address, l.port);
-    if (!fd.ok()) {
-      LOG(ERROR) << "smtpd: " << fd.status().message();
-      return farm::kExitOsErr;
+  // Under mailfarmd the listeners arrive already bound (fds 3.., config order),
+  // so port 25 needs no root here and they outlive a restart of this process.
+  std::vector<farm::UniqueFd> inherited = farm::TakeInheritedListeners();
+  const auto& wanted = (*settings)->listeners;
+  if (!inherited.empty() && inherited.size() != wanted.size()) {
+    LOG(ERROR) << "smtpd: got " << inherited.size()
+               << " listeners from mailfarmd but the "
+               << "config has " << wanted.size()
+               << " (restart mailfarmd after changing them)";
+    return farm::kExitConfig;
+  }
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    const smtpd::ListenerSettings& l = wanted[i];
+    if (!inherited.empty()) {
+      spec.listeners.push_back(std::move(inherited[i]));
+    } else {
+      auto fd = farm::ListenTcp(l.address, l.port);
+      if (!fd.ok()) {
+        LOG(ERROR) << "smtpd: " << fd.status().message();
+        return farm::kExitOsErr;
+      }
+      spec.listeners.push_back(std::move(*fd));
     }
     LOG(INFO) << "smtpd: listening on " << l.address << " port " << l.port
-              << (l.proxy_protocol ? " (PROXY protocol)" : "");
-    spec.listeners.push_back(std::move(*fd));
+              << (l.proxy_protocol ? " (PROXY protocol)" : "")
+              << (inherited.empty() ? "" : " (socket from mailfarmd)");
   }
   // The manager swaps the settings on SIGHUP; children forked afterwards get
   // the new ones.

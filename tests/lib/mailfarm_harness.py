@@ -243,6 +243,7 @@ def default_config(root, smtp_port, metrics_port, sink_port=None, extra=""):
         sink_route = ('  route { domain: "relay.test" channel: "smtp" '
                       'nexthop: "[127.0.0.1]:%d" }\n' % sink_port)
     return """
+identity {{ user: "mailfarm" group: "mailfarm" }}
 paths {{ spool_dir: "{root}/spool" run_dir: "{root}/run" log_dir: "{root}/log" }}
 smtpd {{
   listen {{ address: "127.0.0.1" port: {smtp_port} }}
@@ -279,6 +280,9 @@ class MailfarmSystem:
 
     def __init__(self, config_text=None, sink_port=None, extra="", root=None):
         self.root = root or make_temp_dir()
+        # Started as root, mailfarmd runs everything as the mailfarm user, which
+        # must be able to reach the directories under root.
+        os.chmod(self.root, 0o755)
         self.smtp_port = free_port()
         self.metrics_port = free_port()
         self.config_path = os.path.join(self.root, "mailfarm.conf")
