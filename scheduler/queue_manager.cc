@@ -623,6 +623,9 @@ void QueueManager::ApplyFilter(Job* job, const Result& result) {
       Count("discarded");
       return;
     case FilterVerdict::HOLD:
+      // Released later, the job goes on to delivery without a second look
+      // (in memory only: after a restart the filter sees it again).
+      job->filtered = true;
       job->held = true;
       job->stop_attempt = true;
       job->dirty.push_back(0);  // forces a record carrying held = true
