@@ -175,6 +175,7 @@ MailboxOutcome DeliverMaildir(const std::string& dir, bool create,
     return Fail(mailfarm::OUTCOME_PERMFAIL, "5.2.0",
                 "mailbox " + dir + " is not a directory");
   }
+  bool created = false;
   for (const char* sub : {"tmp", "new", "cur"}) {
     std::string path = base + "/" + sub;
     if (::access(path.c_str(), F_OK) == 0) continue;
@@ -184,6 +185,17 @@ MailboxOutcome DeliverMaildir(const std::string& dir, bool create,
                   "mailbox " + dir + " is not a Maildir (no " + sub + "/)");
     }
     if (err != 0) return ErrnoOutcome("cannot create Maildir " + path, err);
+    created = true;
+  }
+  if (created) {
+    // A new Maildir must survive a crash too: its entries and its own name.
+    size_t slash = base.rfind('/');
+    std::string parent = slash == std::string::npos ? "."
+                         : slash == 0               ? "/"
+                                                    : base.substr(0, slash);
+    int err = FsyncDir(base);
+    if (err == 0) err = FsyncDir(parent);
+    if (err != 0) return ErrnoOutcome("fsync new Maildir " + dir, err);
   }
   std::string name = UniqueName(unique_host);
   std::string tmp_path = base + "/tmp/" + name;
