@@ -237,6 +237,61 @@ class PlainSessionTest(ServerCase):
         self.assertEqual(self.server.messages_for("leo"), [])
 
 
+class SchedulerKilledTest(ServerCase):
+    """The real scheduler SIGKILLed under smtpd: 4xx, never 250, then recovery."""
+
+    def send(self, r, user, subject):
+        r.send("MAIL FROM:<a@c.test>\r\nRCPT TO:<%s@example.test>\r\nDATA\r\n" % user)
+        codes = r.codes(3)
+        self.assertEqual(codes[:2], [250, 250])
+        if codes[2] != 354:
+            return codes[2]
+        r.send("Subject: %s\r\n\r\nbody\r\n.\r\n" % subject)
+        return r.reply()[0]
+
+    def test_scheduler_killed_gives_4xx_never_250(self):
+        if SERVER is not lib.RealSystem:
+            self.fail("needs the real system")
+        import signal
+        # mailfarmd waits 20 s before restarting the scheduler: the window under test.
+        server = self.start(system_extra="supervisor { restart_backoff_min_ms: 20000 }")
+        r = lib.Raw(server.port)
+        r.expect(220)
+        r.send("EHLO c.test\r\n")
+        r.expect(250)
+        self.assertEqual(self.send(r, "tom", "before"), 250)
+        # Delivered first, so that what follows depends on smtpd alone (not on
+        # whether the restarted scheduler re-reads its spool).
+        h.wait_for(lambda: server.messages_for("tom"), 60, what="the first message")
+        pid = server.pid_of("mailfarm-scheduler")
+        self.assertIsNotNone(pid)
+        os.kill(pid, signal.SIGKILL)
+        h.wait_for(lambda: server.pid_of("mailfarm-scheduler") != pid, 30, what="the kill")
+        # The kept inject connection (this session) and fresh ones (new sessions).
+        self.assertIn(self.send(r, "tom", "during-1"), (421, 451))
+        for i in range(3):
+            r2 = lib.Raw(server.port)
+            r2.expect(220)
+            r2.send("EHLO c.test\r\n")
+            r2.expect(250)
+            self.assertIn(self.send(r2, "tom", "during-new-%d" % i), (421, 451))
+            r2.close()
+        # After mailfarmd restarts the scheduler, mail flows again.
+        def accepted():
+            r3 = lib.Raw(server.port)
+            r3.expect(220)
+            r3.send("EHLO c.test\r\n")
+            r3.expect(250)
+            return self.send(r3, "tom", "after") == 250
+        h.wait_for(accepted, 90, interval=1, what="the restarted scheduler")
+        h.wait_for(lambda: b"Subject: after" in b"".join(server.messages_for("tom")), 90,
+                   what="the message sent after the restart")
+        joined = b"".join(server.messages_for("tom"))
+        self.assertIn(b"Subject: before", joined)
+        self.assertIn(b"Subject: after", joined)
+        self.assertNotIn(b"Subject: during", joined)
+
+
 class DefaultConfigTest(ServerCase):
     def test_no_trusted_networks_is_not_an_open_relay(self):
         server = self.start(trusted=())

@@ -144,9 +144,9 @@ def smtpd_block(port, extra="", trusted=("127.0.0.1/32",), listen_extra=""):
     return "smtpd {\n  " + "\n  ".join(lines) + "\n}\n"
 
 
-def system_config(root, smtp_port, metrics_port, smtpd, sink_port=None):
+def system_config(root, smtp_port, metrics_port, smtpd, sink_port=None, system_extra=""):
     """The harness's whole-system config with our own smtpd block."""
-    text = h.default_config(root, smtp_port, metrics_port, sink_port)
+    text = h.default_config(root, smtp_port, metrics_port, sink_port, system_extra)
     start = text.index("smtpd {")
     end = text.index("\n}\n", start) + 3
     return 'hostname: "mx.test"\n' + text[:start] + smtpd + text[end:]
@@ -207,12 +207,14 @@ class Smtpd:
 class RealSystem:
     """mailfarmd + the real scheduler and farms; smtpd configured by the test."""
 
-    def __init__(self, extra="", trusted=("127.0.0.1/32",), listen_extra="", sink_port=None):
+    def __init__(self, extra="", trusted=("127.0.0.1/32",), listen_extra="", sink_port=None,
+                 system_extra=""):
         self.root = h.make_temp_dir("mf-sys-")
         port = h.free_port()
         smtpd = smtpd_block(port, extra, trusted, listen_extra)
         self.system = h.MailfarmSystem(
-            config_text=system_config(self.root, port, h.free_port(), smtpd, sink_port),
+            config_text=system_config(self.root, port, h.free_port(), smtpd, sink_port,
+                                      system_extra),
             root=self.root)
         self.system.smtp_port = port
         self.port = port
@@ -223,6 +225,18 @@ class RealSystem:
 
     def log(self):
         return self.system.log()
+
+    def pid_of(self, binary_name):
+        """Pid of this system's process running `binary_name` (None if there is none)."""
+        for pid in h.pids_matching(self.root):
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    argv0 = f.read().split(b"\0")[0].decode()
+            except OSError:
+                continue
+            if os.path.basename(argv0) == binary_name:
+                return pid
+        return None
 
     def messages_for(self, user):
         """Messages delivered to the Maildir of user@example.test so far."""
