@@ -184,7 +184,7 @@ int Supervisor::Run() {
     int64_t now = NowMs();
     ReapChildren(now);
     StartDue(now);
-    if (!ready_) CheckReady();
+    if (!scheduler_up_) CheckReady();
   }
 }
 
@@ -242,8 +242,13 @@ void Supervisor::ReapChildren(int64_t now) {
       if (c.one_shot) {
         c.finished = true;
         LOG(INFO) << "mailfarmd: " << c.name << " " << Describe(status);
+        if (c.name == "replay" && replay_again_) {
+          replay_again_ = false;
+          if (scheduler_up_) Start(c);
+        }
         break;
       }
+      if (c.name == "scheduler") scheduler_up_ = false;
       // Back off 1 s, 2 s, 4 s ... up to the maximum; a component that stayed
       // up long enough starts again from the minimum.
       bool ran_long = now - c.started_ms >= sup.restart_reset_after_ms();
@@ -269,20 +274,33 @@ void Supervisor::CheckReady() {
     auto probe = ConnectUnix(InjectSocketPath(config_));
     if (!probe.ok()) return;
   }
-  ready_ = true;
-  SdNotify("READY=1\nSTATUS=running");
-  LOG(INFO) << "mailfarmd: ready";
+  scheduler_up_ = true;
+  if (!ready_) {
+    ready_ = true;
+    SdNotify("READY=1\nSTATUS=running");
+    LOG(INFO) << "mailfarmd: ready";
+  }
+  // Every scheduler start, not just the first: a restarted scheduler begins
+  // with an empty queue and must be handed back what the spool holds.
   if (has_scheduler && config_.supervisor().run_replay()) StartReplay();
 }
 
 void Supervisor::StartReplay() {
-  if (replay_started_) return;
-  replay_started_ = true;
   std::string binary = bin_dir_ + "/mailfarm-replay";
   if (!IsExecutable(binary)) {
     LOG(ERROR) << "mailfarmd: " << binary
                << " is missing: jobs left in the spool by an "
                << "earlier run are NOT handed back to the scheduler";
+    return;
+  }
+  for (Component& c : components_) {
+    if (c.name != "replay") continue;
+    // One still running talks to the scheduler that died: run again after it.
+    if (c.pid > 0) {
+      replay_again_ = true;
+    } else {
+      Start(c);
+    }
     return;
   }
   Component replay;

@@ -62,8 +62,9 @@ class Supervisor {
   std::string bin_dir_;
   std::vector<Component> components_;
   std::vector<UniqueFd> listeners_;
-  bool ready_ = false;
-  bool replay_started_ = false;
+  bool ready_ = false;         // READY=1 sent
+  bool scheduler_up_ = false;  // the current scheduler takes injections
+  bool replay_again_ = false;  // a scheduler came up while replay still ran
 };
 
 // Binds the smtpd listeners of the config (none when smtpd is disabled).
