@@ -189,6 +189,7 @@ void DeliveryReport::Add(const mailfarm::JobRecipient& recipient,
           ", delays=" + Seconds(start_unix_ms_ - arrival) + "/0/" +
           Seconds(setup_ms_) + "/" + Seconds(transmit_ms_) + ", dsn=" + dsn +
           ", status=" + StatusWord(outcome) + " (" + text + ")";
+  line = HeaderSafe(line);  // an address or reply with CR/LF cannot fake a line
   if (outcome == mailfarm::OUTCOME_OK) {
     LOG(INFO) << line;
   } else {
@@ -203,15 +204,15 @@ void DeliveryReport::AddAll(mailfarm::Outcome outcome, const std::string& dsn,
   }
 }
 
-void DeliveryReport::Finish() {
-  if (result_->recipients_size() == 0) return;
-  const mailfarm::RecipientResult& first = result_->recipients(0);
-  for (const mailfarm::RecipientResult& r : result_->recipients()) {
+void DeliveryReport::Finish(mailfarm::Result* result) {
+  if (result->recipients_size() == 0) return;
+  const mailfarm::RecipientResult& first = result->recipients(0);
+  for (const mailfarm::RecipientResult& r : result->recipients()) {
     if (r.outcome() != first.outcome()) return;
   }
-  result_->set_outcome(first.outcome());
-  result_->set_dsn(first.dsn());
-  result_->set_text(first.text());
+  result->set_outcome(first.outcome());
+  result->set_dsn(first.dsn());
+  result->set_text(first.text());
 }
 
 }  // namespace transport

@@ -80,7 +80,8 @@ class DeliveryReport {
               const std::string& text, const std::string& relay);
   // Sets the job-level outcome when every recipient has the same one. Called
   // once, after every recipient was added.
-  void Finish();
+  void Finish() { Finish(result_); }
+  static void Finish(mailfarm::Result* result);
 
  private:
   const mailfarm::Job& job_;

@@ -307,16 +307,28 @@ MailboxOutcome LocalTransport::DeliverOne(
                 "unsafe mailbox name \"" + parts.local +
                     "\": it would leave the mailbox directory");
   }
-  TemplateVars vars{{"user", parts.local},
-                    {"domain", parts.domain},
-                    {"recipient", recipient.address()}};
-  auto path = ExpandTemplate(config_.mailbox(), vars);
-  if (!path.ok()) {
-    // A configuration error: defer so that fixing the config delivers it.
-    return Fail(mailfarm::OUTCOME_TEMPFAIL, "4.3.5",
-                "bad local mailbox template: " + path.status().message());
+  std::string mailbox;
+  if (!job.nexthop().empty()) {
+    // An alias's "/path" target (the router's file_channel route): that file
+    // (mbox) or, with a trailing '/', that Maildir, for every recipient.
+    if (job.nexthop()[0] != '/') {
+      return Fail(mailfarm::OUTCOME_TEMPFAIL, "4.3.5",
+                  "alias file target \"" + job.nexthop() +
+                      "\" is not an absolute path");
+    }
+    mailbox = job.nexthop();
+  } else {
+    TemplateVars vars{{"user", parts.local},
+                      {"domain", parts.domain},
+                      {"recipient", recipient.address()}};
+    auto path = ExpandTemplate(config_.mailbox(), vars);
+    if (!path.ok()) {
+      // A configuration error: defer so that fixing the config delivers it.
+      return Fail(mailfarm::OUTCOME_TEMPFAIL, "4.3.5",
+                  "bad local mailbox template: " + path.status().message());
+    }
+    mailbox = farm::ResolvePath(*path);
   }
-  std::string mailbox = farm::ResolvePath(*path);
   *where = mailbox;
   std::string prefix =
       MessagePrefix(job, hostname_, TraceKind::kLocal, &recipient);

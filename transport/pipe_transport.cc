@@ -298,8 +298,12 @@ PipeOutcome Interpret(const CommandExit& exit, const std::string& command,
 
 void PipeTransport::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
   DeliveryReport report(job, result);
+  // A nexthop is an alias's "|command" (the router's pipe_channel route): it
+  // replaces pipe.argv, split into words without a shell, and runs once per
+  // recipient (each alias owner), like Postfix local(8).
+  const bool alias_command = !job.nexthop().empty();
   auto message = MessageReader::Open(job);
-  if (!message.ok() || config_.argv_size() == 0) {
+  if (!message.ok() || (!alias_command && config_.argv_size() == 0)) {
     report.AddAll(mailfarm::OUTCOME_TEMPFAIL, "4.3.0",
                   message.ok() ? "pipe channel " + job.channel() +
                                      " has no command (pipe.argv)"
@@ -318,13 +322,22 @@ void PipeTransport::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
       vars["domain"] = parts.domain;
     }
     std::vector<std::string> argv;
-    for (const std::string& arg : config_.argv()) {
-      auto expanded = ExpandTemplate(arg, vars);
-      if (!expanded.ok()) {
+    if (alias_command) {
+      auto words = SplitCommand(job.nexthop());
+      if (!words.ok()) {
         return {mailfarm::OUTCOME_TEMPFAIL, "4.3.5",
-                "bad pipe argv: " + expanded.status().message()};
+                "bad alias command: " + words.status().message()};
       }
-      argv.push_back(std::move(*expanded));
+      argv = std::move(*words);
+    } else {
+      for (const std::string& arg : config_.argv()) {
+        auto expanded = ExpandTemplate(arg, vars);
+        if (!expanded.ok()) {
+          return {mailfarm::OUTCOME_TEMPFAIL, "4.3.5",
+                  "bad pipe argv: " + expanded.status().message()};
+        }
+        argv.push_back(std::move(*expanded));
+      }
     }
     std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin",
                                     "SENDER=" + job.sender(),
@@ -351,7 +364,7 @@ void PipeTransport::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
     CommandExit exit = RunCommand(argv, env, producer, timeout_ms);
     return Interpret(exit, argv[0], timeout_ms);
   };
-  if (per_recipient_) {
+  if (per_recipient_ || alias_command) {
     for (const mailfarm::JobRecipient& recipient : job.recipients()) {
       PipeOutcome out = run(&recipient);
       report.Add(recipient, out.outcome, out.dsn, out.text, "pipe");

@@ -7,6 +7,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <vector>
+
 #include "farm/clock.h"
 #include "farm/config.h"
 #include "transport/delivery.h"
@@ -114,17 +119,48 @@ std::unique_ptr<SmtpSession> SmtpTransport::Connect(
 }
 
 void SmtpTransport::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
+  if (!job.nexthop().empty()) {
+    Deliver(job, job.nexthop(), result);
+    DeliveryReport::Finish(result);
+    return;
+  }
+  // No nexthop: the route said "MX of the recipient's domain", and one job may
+  // hold recipients of several domains. One transaction per domain, in the
+  // order the domains first appear.
+  std::vector<std::string> order;
+  std::map<std::string, mailfarm::Job> parts;
+  for (const mailfarm::JobRecipient& recipient : job.recipients()) {
+    std::string domain = SplitAddress(recipient.address()).domain;
+    std::transform(domain.begin(), domain.end(), domain.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    auto [it, inserted] = parts.try_emplace(domain);
+    if (inserted) {
+      order.push_back(domain);
+      it->second = job;
+      it->second.clear_recipients();
+    }
+    *it->second.add_recipients() = recipient;
+  }
+  bool all_failed = !order.empty();
+  for (const std::string& domain : order) {
+    result->set_connection_failure(false);
+    Deliver(parts[domain], domain, result);
+    all_failed &= result->connection_failure();
+  }
+  result->set_connection_failure(all_failed);
+  DeliveryReport::Finish(result);
+}
+
+void SmtpTransport::Deliver(const mailfarm::Job& job,
+                            const std::string& destination,
+                            mailfarm::Result* result) {
   DeliveryReport report(job, result);
-  auto finish = [&]() { report.Finish(); };
+  result->clear_open_session();  // only the session left open at the end counts
   auto message = MessageReader::Open(job);
   if (!message.ok()) {
     report.AddAll(mailfarm::OUTCOME_TEMPFAIL, "4.3.0",
                   message.status().message(), "none");
-    return finish();
-  }
-  std::string destination = job.nexthop();
-  if (destination.empty() && job.recipients_size() > 0) {
-    destination = SplitAddress(job.recipients(0).address()).domain;
+    return;
   }
   auto nexthop = ParseNexthop(destination);
   if (!nexthop.ok()) {
@@ -135,12 +171,12 @@ void SmtpTransport::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
         routed ? "bad nexthop: " + nexthop.status().message()
                : "recipient address has no domain",
         "none");
-    return finish();
+    return;
   }
   if (settings_.tls_level != mailfarm::config::TlsClientPolicy::NONE &&
       !ssl_ctx_) {
     report.AddAll(mailfarm::OUTCOME_TEMPFAIL, "4.7.5", ssl_error_, "none");
-    return finish();
+    return;
   }
   const std::string key = channel_name_ + " " + destination;
   const int64_t started = Now();
@@ -157,7 +193,7 @@ void SmtpTransport::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
           temporary ? mailfarm::OUTCOME_TEMPFAIL : mailfarm::OUTCOME_PERMFAIL,
           resolution.dsn, resolution.status.message(), "none");
       result->set_connection_failure(temporary);
-      return finish();
+      return;
     }
     SessionFailure failure;
     session_ = Connect(resolution, &failure);
@@ -167,7 +203,7 @@ void SmtpTransport::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
                                       : mailfarm::OUTCOME_TEMPFAIL,
                     failure.dsn, failure.text, "none");
       result->set_connection_failure(true);
-      return finish();
+      return;
     }
     session_key_ = key;
     session_messages_ = 0;
@@ -191,7 +227,6 @@ void SmtpTransport::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
   } else {
     CloseSession();
   }
-  finish();
 }
 
 void SmtpTransport::Idle() {

@@ -38,6 +38,11 @@ class SmtpTransport : public farm::JobHandler {
   struct SslCtxFree {
     void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
   };
+  // Delivers `job` (recipients of one destination) to `destination` (a
+  // nexthop or a domain), adding its recipients to `result` and setting
+  // open_session and connection_failure.
+  void Deliver(const mailfarm::Job& job, const std::string& destination,
+               mailfarm::Result* result);
   // Opens a session to the first endpoint that works; nullptr with the
   // failure filled when none does.
   std::unique_ptr<SmtpSession> Connect(const Resolution& resolution,

@@ -49,6 +49,58 @@ bool TemplateUses(std::string_view tmpl, std::string_view name) {
   return tmpl.find(needle) != std::string_view::npos;
 }
 
+farm::StatusOr<std::vector<std::string>> SplitCommand(
+    std::string_view command) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  size_t i = 0;
+  auto unterminated = [&](char quote) {
+    return farm::Status::Invalid(std::string("unterminated ") + quote +
+                                 " in command \"" + std::string(command) +
+                                 "\"");
+  };
+  while (i < command.size()) {
+    char c = command[i];
+    if (c == ' ' || c == '\t') {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+      ++i;
+      continue;
+    }
+    in_word = true;
+    if (c == '\'') {
+      size_t close = command.find('\'', i + 1);
+      if (close == std::string_view::npos) return unterminated('\'');
+      word.append(command.substr(i + 1, close - i - 1));
+      i = close + 1;
+    } else if (c == '"') {
+      ++i;
+      while (i < command.size() && command[i] != '"') {
+        if (command[i] == '\\' && i + 1 < command.size() &&
+            (command[i + 1] == '"' || command[i + 1] == '\\')) {
+          ++i;
+        }
+        word.push_back(command[i++]);
+      }
+      if (i >= command.size()) return unterminated('"');
+      ++i;
+    } else if (c == '\\' && i + 1 < command.size()) {
+      word.push_back(command[i + 1]);
+      i += 2;
+    } else {
+      word.push_back(c);
+      ++i;
+    }
+  }
+  if (in_word) words.push_back(std::move(word));
+  if (words.empty()) {
+    return farm::Status::Invalid("empty command");
+  }
+  return words;
+}
+
 AddressParts SplitAddress(std::string_view address) {
   size_t at = address.rfind('@');
   if (at == std::string_view::npos) return {std::string(address), ""};

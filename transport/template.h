@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "farm/status.h"
 
@@ -22,6 +23,12 @@ farm::StatusOr<std::string> ExpandTemplate(std::string_view tmpl,
 
 // True when `tmpl` mentions ${name}.
 bool TemplateUses(std::string_view tmpl, std::string_view name);
+
+// Splits an alias's "|command" text into argv without a shell: words are
+// separated by blanks; '...' is literal; "..." allows \" and \\; a backslash
+// outside quotes escapes the next character. kInvalid for an unterminated
+// quote or no words at all.
+farm::StatusOr<std::vector<std::string>> SplitCommand(std::string_view command);
 
 // Splits "local@domain" at the last '@'. No '@': all of it is the local part.
 struct AddressParts {

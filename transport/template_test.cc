@@ -44,6 +44,26 @@ TEST(TemplateTest, TemplateUses) {
   EXPECT_FALSE(TemplateUses("--to=$recipient", "recipient"));
 }
 
+TEST(SplitCommandTest, WordsAndQuotes) {
+  auto argv = SplitCommand(
+      "  /usr/bin/prog -a 'two words' \"say \\\"hi\\\"\" a\\ b x''y $HOME;ls ");
+  ASSERT_TRUE(argv.ok()) << argv.status().message();
+  std::vector<std::string> want = {"/usr/bin/prog", "-a",  "two words",
+                                   "say \"hi\"",    "a b", "xy",
+                                   "$HOME;ls"};
+  EXPECT_EQ(*argv, want);
+}
+
+TEST(SplitCommandTest, Errors) {
+  EXPECT_FALSE(SplitCommand("prog 'open").ok());
+  EXPECT_FALSE(SplitCommand("prog \"open").ok());
+  EXPECT_FALSE(SplitCommand("   ").ok());
+  auto empty_word = SplitCommand("prog ''");
+  ASSERT_TRUE(empty_word.ok());
+  EXPECT_EQ(empty_word->size(), 2u);
+  EXPECT_EQ((*empty_word)[1], "");
+}
+
 TEST(AddressTest, SplitsAtLastAt) {
   AddressParts p = SplitAddress("\"a@b\"@example.com");
   EXPECT_EQ(p.local, "\"a@b\"");

@@ -7,7 +7,8 @@ bounced 5.1.3; a mailbox whose parent is a regular file is bounced 5.2.0;
 create_mailbox false and no mailbox: bounced 5.1.1. mbox: From_ line, From_
 quoting in the body, two messages appended; a mailbox locked (fcntl) by
 another process is deferred 4.2.0 naming the lock. Discard channel: every
-recipient delivered. A missing queue file is deferred.
+recipient delivered. An alias "/path" target (the Job's nexthop) is delivered
+as an mbox file. A missing queue file is deferred.
 """
 
 import fcntl
@@ -140,6 +141,20 @@ def main():
         fcntl.lockf(locker, fcntl.LOCK_UN)
         locker.close()
         locker = None
+
+        # An alias "/path" target arrives as the nexthop: that file, for every recipient.
+        target = os.path.join(root, "alias-file")
+        _, r = run("local", b"Subject: alias\r\n\r\nto a file\r\n",
+                   ["owner@example.test"], nexthop=target)
+        check.eq(tl.outcomes(r)[0][:2], ("OUTCOME_OK", "2.0.0"), "alias file target: ok")
+        with open(target, "rb") as f:
+            text = f.read()
+        check.true(text.startswith(b"From sender@origin.test ") and
+                   b"Delivered-To: owner@example.test\n" in text and
+                   text.endswith(b"to a file\n\n"), "alias file content %r" % text[:200])
+        _, r = run("local", body, ["owner@example.test"], nexthop="relative/path")
+        check.eq(tl.outcomes(r)[0][:2], ("OUTCOME_TEMPFAIL", "4.3.5"),
+                 "relative alias file target deferred")
 
         # Discard.
         _, r = run("drop", body, ["x@a.test", "y@b.test"])

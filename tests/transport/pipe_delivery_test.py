@@ -5,7 +5,9 @@ its argv and stdin, then exits as the recipient's local part asks: ok -> 0,
 tempfail -> 75, fail -> 1 with a stderr line, sleep -> outlives the time limit
 (with a grandchild in its process group, which must be killed too), signal ->
 kills itself. A per-message argv (no ${recipient}) runs once for all
-recipients. A command that does not exist is deferred.
+recipients. An alias "|command" (the Job's nexthop) is split into words
+without a shell and run per recipient. A command that does not exist is
+deferred.
 """
 
 import json
@@ -124,6 +126,34 @@ def main():
         check.eq([g[0] for g in tl.outcomes(r).values()], ["OUTCOME_OK"] * 2, "once: ok")
         check.eq(len([n for n in os.listdir(runs) if n.endswith(".json")]), 1,
                  "once: one run for two recipients")
+
+        # An alias "|command" arrives as the nexthop: split without a shell, run per
+        # recipient, in place of pipe.argv.
+        for name in os.listdir(runs):
+            os.unlink(os.path.join(runs, name))
+        conn = once.connect()
+        r = conn.run(tl.make_job(root, body, ["owner1@p.test", "owner2@p.test"], channel="once",
+                                 nexthop="/usr/bin/python3 %s %s 'ok two' $HOME;echo"
+                                 % (script, runs)))
+        conn.close()
+        check.eq([g[0] for g in tl.outcomes(r).values()], ["OUTCOME_OK"] * 2, "alias: ok")
+        records = []
+        for name in sorted(os.listdir(runs)):
+            with open(os.path.join(runs, name)) as f:
+                records.append(json.load(f))
+        check.eq(len(records), 2, "alias command: once per recipient")
+        if records:
+            check.eq(records[0]["argv"], [runs, "ok two", "$HOME;echo"],
+                     "alias command split into words, no shell")
+            check.true("Delivered-To: owner1@p.test\n" in records[0]["stdin"],
+                       "alias command: Delivered-To the owner")
+        conn = once.connect()
+        r = conn.run(tl.make_job(root, body, ["o@p.test"], channel="once",
+                                 nexthop="/usr/bin/python3 'unterminated"))
+        conn.close()
+        got = tl.outcomes(r)[0]
+        check.eq(got[:2], ("OUTCOME_TEMPFAIL", "4.3.5"), "bad alias command deferred")
+        check.true("unterminated" in got[2], "bad alias command text %r" % (got[2],))
 
         missing = tl.TransportFarm(root, config, "missing")
         farms.append(missing)

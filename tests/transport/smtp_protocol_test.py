@@ -8,7 +8,8 @@ a 1 MB body with dot lines arriving intact, policy MAY retrying in clear after
 a failed TLS handshake, a CR LF in an address refused, a server that never
 greets (greeting timeout); and MX resolution through a fake
 DNS server: preference order with fallback to the next MX, null MX (5.1.10),
-NXDOMAIN (5.1.2), no MX -> the domain's A record.
+NXDOMAIN (5.1.2), no MX -> the domain's A record, and a job without nexthop
+holding two domains (one transaction per domain).
 """
 
 import os
@@ -135,6 +136,8 @@ def main():
         check.eq(got[0][:2], ("OUTCOME_PERMFAIL", "5.1.3"), "CRLF address refused")
         check.eq(got[1][0], "OUTCOME_OK", "the other recipient delivered")
         check.true("RCPT TO:<x@y.test>" not in piped.commands, "nothing injected")
+        check.true("\nRCPT TO:<x@y.test>, relay" not in out.log(),
+                   "no line break injected into the log")
         check.eq(len(piped.messages), before + 1, "message sent for the good recipient")
 
         # A server that accepts the connection but never greets: greeting timeout.
@@ -191,6 +194,26 @@ def main():
         got = tl.outcomes(r)[0]
         check.eq(got[:2], ("OUTCOME_PERMFAIL", "5.1.2"), "NXDOMAIN: bounced")
         check.eq(r.connection_failure, False, "NXDOMAIN is no connection failure")
+
+        # One job, no nexthop, recipients in two domains: one transaction each.
+        before = len(piped.messages)
+        commands_before = len(piped.commands)
+        conn = dnsfarm.connect()
+        r = conn.run(tl.make_job(root, b"Subject: two\r\n\r\ntwo domains\r\n",
+                                 ["a@pref.test", "b@nomx.test", "c@PREF.test"], channel="dns"))
+        conn.close()
+        check.eq([g[0] for g in tl.outcomes(r).values()], ["OUTCOME_OK"] * 3,
+                 "two domains: all delivered")
+        check.eq(len(piped.messages), before + 2, "two domains: two transactions")
+        rcpts = [c for c in piped.commands[commands_before:] if c.startswith("RCPT")]
+        check.eq(rcpts, ["RCPT TO:<a@pref.test>", "RCPT TO:<c@PREF.test>",
+                         "RCPT TO:<b@nomx.test>"], "two domains: recipients grouped by domain")
+        relays = {x.index: x.relay for x in r.recipients}
+        check.true(relays.get(0, "").startswith("up.pref.test[") and
+                   relays.get(2, "").startswith("up.pref.test[") and
+                   relays.get(1, "").startswith("nomx.test["),
+                   "two domains: relays %r" % relays)
+        check.eq(r.open_session, "dns nomx.test", "two domains: the last session stays open")
 
         before = len(piped.messages)
         r = run_dns("nomx.test")
