@@ -21,6 +21,7 @@ namespace transport {
 namespace {
 
 constexpr size_t kChunkBytes = 256 * 1024;
+constexpr size_t kMaxText = 1000;
 
 // Header-safe text: CR, LF and other controls but TAB become spaces.
 std::string HeaderSafe(std::string_view text) {
@@ -175,7 +176,9 @@ void DeliveryReport::Add(const mailfarm::JobRecipient& recipient,
   r->set_index(recipient.index());
   r->set_outcome(outcome);
   r->set_dsn(dsn);
-  r->set_text(text);
+  // A remote server's reply can be long; keep Result frames small whatever
+  // the number of recipients (a DSN needs the gist, not every line).
+  r->set_text(text.size() > kMaxText ? text.substr(0, kMaxText) + "..." : text);
   r->set_relay(relay);
   int64_t now = farm::RealClock()->NowUnixMs();
   int64_t arrival =
