@@ -1,7 +1,8 @@
 """mailfarm-transport smtp channel: protocol details against a hand-driven server.
 
 PIPELINING (MAIL, RCPT and DATA arrive in one write), a server without
-PIPELINING (one command at a time), the connection dropped in the middle of
+PIPELINING (one command at a time), MAIL FROM refused 5xx/4xx with the session
+kept for the next transaction, the end of DATA refused, the connection dropped in the middle of
 DATA (every recipient deferred, no open session), a 554 greeting (bounced),
 SMTPUTF8 needed but not offered (bounced 5.6.7), a SIZE limit (bounced 5.3.4),
 a 1 MB body with dot lines arriving intact, policy MAY retrying in clear after
@@ -41,7 +42,10 @@ def main():
         refuser = tl.RawServer(greeting="554 5.7.1 go away")
         small = tl.RawServer(ehlo_lines=("PIPELINING", "SIZE 500"))
         badtls = tl.RawServer(ehlo_lines=("PIPELINING", "STARTTLS"), starttls_hangup=True)
-        servers += [piped, plain, dropper, refuser, small, badtls]
+        mailno = tl.RawServer(mail_reply=lambda n: "550 5.7.1 sender rejected" if n == 1
+                              else "451 4.3.2 slow down" if n == 2 else "250 2.1.0 ok")
+        enddeny = tl.RawServer(ehlo_lines=("8BITMIME",), end_reply="554 5.7.0 content rejected")
+        servers += [piped, plain, dropper, refuser, small, badtls, mailno, enddeny]
         dns = tl.FakeDns({
             ("pref.test", "MX"): [(20, "up.pref.test"), (10, "down.pref.test")],
             ("up.pref.test", "A"): ["127.0.0.1"],
@@ -91,6 +95,36 @@ def main():
         check.true(all(b"\r\n" not in c.rstrip(b"\r\n") for c in plain.chunks
                        if c.startswith((b"MAIL", b"RCPT"))),
                    "one command per write without PIPELINING: %r" % plain.chunks)
+
+        # MAIL FROM refused (pipelined): every recipient gets the MAIL reply; the
+        # sloppy server's 354 is ended with an empty message; the session lives on.
+        conn = out.connect()
+        outs = []
+        for i in range(3):
+            r = conn.run(tl.make_job(root, b"Subject: m\r\n\r\nx\r\n", ["a@d.test", "b@d.test"],
+                                     nexthop="[127.0.0.1]:%d" % mailno.port))
+            outs.append(r)
+        conn.close()
+        got = tl.outcomes(outs[0])
+        check.eq([g[:2] for g in got.values()], [("OUTCOME_PERMFAIL", "5.7.1")] * 2,
+                 "MAIL 550: both bounced")
+        check.true("sender rejected (in reply to MAIL FROM command)" in got[0][2],
+                   "MAIL 550 text %r" % (got[0][2],))
+        check.eq([g[:2] for g in tl.outcomes(outs[1]).values()],
+                 [("OUTCOME_TEMPFAIL", "4.3.2")] * 2, "MAIL 451: both deferred")
+        check.eq([g[0] for g in tl.outcomes(outs[2]).values()], ["OUTCOME_OK"] * 2,
+                 "third transaction on the same session delivered")
+        check.eq(mailno.connections, 1, "MAIL refusals keep the session")
+        check.eq(mailno.messages[:2], [b".\r\n", b".\r\n"],
+                 "an unwanted 354 is ended with an empty message")
+        check.eq(mailno.commands.count("RSET"), 2, "RSET between transactions")
+
+        # The end of DATA refused (no PIPELINING): accepted recipients bounced.
+        r = run(enddeny, ["a@d.test", "b@d.test"])
+        got = tl.outcomes(r)
+        check.eq([g[:2] for g in got.values()], [("OUTCOME_PERMFAIL", "5.7.0")] * 2,
+                 "end of DATA 554: bounced")
+        check.true("(in reply to end of DATA command)" in got[0][2], "554 text %r" % (got[0][2],))
 
         # Dropped mid-DATA.
         r = run(dropper, ["a@dest.test", "b@dest.test"], body=big)

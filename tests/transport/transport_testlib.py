@@ -208,15 +208,22 @@ class RawServer:
 
     greeting: the first line; ehlo_lines: capability lines after the name;
     drop_in_data_after: close the connection after this many DATA bytes (None:
-    never); starttls_hangup: answer STARTTLS with 220, then hang up. Records each recv() chunk so tests can see what arrived together.
+    never); starttls_hangup: answer STARTTLS with 220, then hang up; mail_reply
+    (text, or a function of the MAIL count) and end_reply answer MAIL FROM and
+    the end of DATA. RCPT and DATA are accepted even after a refused MAIL, as
+    a sloppy server would, so the client's handling of that is visible. Records each recv() chunk so tests can see what arrived together.
     """
 
     def __init__(self, greeting="220 raw.test ESMTP", ehlo_lines=("PIPELINING", "8BITMIME"),
-                 drop_in_data_after=None, rcpt_reply=None, starttls_hangup=False):
+                 drop_in_data_after=None, rcpt_reply=None, starttls_hangup=False,
+                 mail_reply="250 2.1.0 ok", end_reply="250 2.0.0 raw ok"):
         self.greeting = greeting
         self.ehlo_lines = list(ehlo_lines)
         self.drop_in_data_after = drop_in_data_after
         self.starttls_hangup = starttls_hangup
+        self.mail_reply = mail_reply  # a str, or a callable of the MAIL count
+        self.end_reply = end_reply
+        self.mails = 0
         self.rcpt_reply = rcpt_reply or (lambda addr: "250 2.1.5 ok")
         self.chunks = []
         self.commands = []
@@ -279,7 +286,10 @@ class RawServer:
             elif verb == "HELO":
                 conn.sendall(b"250 raw.test\r\n")
             elif verb == "MAIL":
-                conn.sendall(b"250 2.1.0 ok\r\n")
+                self.mails += 1
+                reply = self.mail_reply(self.mails) if callable(self.mail_reply) \
+                    else self.mail_reply
+                conn.sendall(reply.encode() + b"\r\n")
             elif verb == "RCPT":
                 addr = cmd[cmd.find("<") + 1:cmd.rfind(">")]
                 conn.sendall((self.rcpt_reply(addr) + "\r\n").encode())
@@ -299,7 +309,7 @@ class RawServer:
                     self.chunks.append(more)
                     data += more
                 self.messages.append(data)
-                conn.sendall(b"250 2.0.0 raw ok\r\n")
+                conn.sendall(self.end_reply.encode() + b"\r\n")
             elif verb == "STARTTLS" and self.starttls_hangup:
                 conn.sendall(b"220 2.0.0 ready to start TLS\r\n")
                 return  # hang up instead of a TLS handshake
