@@ -157,7 +157,14 @@ void ControlServer::OnRequest(Conn* conn, std::string_view payload) {
       break;
     case ControlRequest::kStop:
       reply.set_text("stopping");
-      Send(serial, reply, true);
+      {
+        // Written straight to the socket: the loop ends before the channel
+        // would flush. One small frame on an idle socket does not block.
+        std::string frame;
+        farm::AppendFrame(reply, &frame);
+        [[maybe_unused]] ssize_t n = ::send(conn->channel->fd(), frame.data(),
+                                            frame.size(), MSG_NOSIGNAL);
+      }
       if (hooks_.stop) hooks_.stop();
       return;
     case ControlRequest::kAdopt: {

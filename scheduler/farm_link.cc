@@ -75,6 +75,13 @@ void FarmLink::SetLimits(Limits limits) {
   Pump();
 }
 
+size_t FarmLink::Cancel(uint64_t job_id) {
+  size_t before = queue_.size();
+  std::erase_if(queue_,
+                [job_id](const WorkItem& w) { return w.job_id == job_id; });
+  return before - queue_.size();
+}
+
 void FarmLink::Submit(WorkItem item) {
   item.queued_ms = clock_->MonotonicMs();
   queue_.push_back(item);

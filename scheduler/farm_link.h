@@ -65,6 +65,8 @@ class FarmLink {
   // Queues work; sends it as soon as a child is free. Never blocks.
   void Submit(WorkItem item);
   void SetLimits(Limits limits);
+  // Drops queued (not yet sent) work of a job; returns how many items.
+  size_t Cancel(uint64_t job_id);
   const std::string& farm() const { return farm_; }
   size_t queued() const { return queue_.size(); }
   size_t busy() const;

@@ -1002,8 +1002,17 @@ uint32_t QueueManager::Hold(const Selector& selector) {
     if (job->state == kDeferred) {
       deferred_.Remove(job->id);
       SetState(job, kHeld);
+      Persist(job, nullptr);
+    } else if (job->state == kActive) {
+      // Work waiting for a child is dropped; what a child holds finishes, then
+      // the attempt ends on hold (Settle persists it).
+      job->stop_attempt = true;
+      if (dispatcher_ != nullptr)
+        job->in_flight -= static_cast<int>(dispatcher_->Cancel(job->id));
+      Continue(job);
+    } else {
+      Persist(job, nullptr);
     }
-    Persist(job, nullptr);  // an active job goes on hold when its attempt ends
   }
   return n;
 }
@@ -1044,7 +1053,11 @@ uint32_t QueueManager::Delete(const Selector& selector) {
     ++n;
     Count("deleted");
     if (job->state == kActive) {
-      job->delete_requested = true;  // acted on when the running stage returns
+      // Work still waiting for a child is dropped; work a child holds comes
+      // back (or times out) first.
+      job->delete_requested = true;
+      if (dispatcher_ != nullptr)
+        job->in_flight -= static_cast<int>(dispatcher_->Cancel(job->id));
       Continue(job);
     } else {
       RemoveJob(job, "deleted by the operator");
@@ -1059,6 +1072,8 @@ uint32_t QueueManager::Bounce(const Selector& selector) {
     ++n;
     job->bounce_requested = true;
     if (job->state == kActive) {
+      if (dispatcher_ != nullptr)
+        job->in_flight -= static_cast<int>(dispatcher_->Cancel(job->id));
       Continue(job);
       continue;
     }

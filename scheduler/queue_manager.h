@@ -34,6 +34,9 @@ class StageDispatcher {
   // Queues `item` for `farm` ("router", "filter", "transport-<channel>").
   // False when no such farm is configured (the work is not queued).
   virtual bool Submit(const std::string& farm, const WorkItem& item) = 0;
+  // Drops the job's work still waiting for a child (not what a child already
+  // has); returns how many items were dropped.
+  virtual size_t Cancel(uint64_t job_id) = 0;
 };
 
 struct QueueSettings {

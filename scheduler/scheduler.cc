@@ -40,6 +40,12 @@ class FarmDispatcher : public StageDispatcher {
     return true;
   }
 
+  size_t Cancel(uint64_t job_id) override {
+    size_t n = 0;
+    for (auto& [name, link] : links_) n += link->Cancel(job_id);
+    return n;
+  }
+
   // Adds links for farms new in `config` and updates every link's limits.
   // A farm that disappears from the config keeps its link (jobs may be on it).
   void Configure(const farm::Config& config) {

@@ -135,7 +135,8 @@ def read_queue_file(path):
 class Mailfarm:
     """A scheduler plus optional stand-in farms in a private directory."""
 
-    def __init__(self, name, scheduler_extra="", channel_extra="", filter_enabled=True,
+    def __init__(self, name, scheduler_extra="", channel_extra="delivery_timeout_ms: 20000",
+                 filter_enabled=True, backoff=(1, 2),
                  env=None):
         self.dir = tempfile.mkdtemp(prefix="mf-%s." % name)
         self.spool = os.path.join(self.dir, "spool")
@@ -153,19 +154,19 @@ class Mailfarm:
 hostname: "test.example"
 paths { spool_dir: "%s" run_dir: "%s" log_dir: "" }
 scheduler {
-  min_backoff_s: 1 max_backoff_s: 2 filter_enabled: %s
+  min_backoff_s: %d max_backoff_s: %d filter_enabled: %s
   route_timeout_ms: 20000 filter_timeout_ms: 20000
   %s
 }
 router { start_children: 2 min_spare: 1 max_spare: 4 max_children: 8 }
 filter { start_children: 2 min_spare: 1 max_spare: 4 max_children: 8 }
 channel {
-  name: "test" type: DISCARD concurrency: 8 delivery_timeout_ms: 20000
+  name: "test" type: DISCARD concurrency: 8
   farm { start_children: 2 min_spare: 1 max_spare: 4 max_children: 8 }
   %s
 }
 routing { local_domains: "test.example" local_channel: "test" }
-""" % (self.spool, self.run, "true" if filter_enabled else "false", scheduler_extra,
+""" % (self.spool, self.run, backoff[0], backoff[1], "true" if filter_enabled else "false", scheduler_extra,
             channel_extra))
         self.filter_enabled = filter_enabled
 
@@ -235,7 +236,10 @@ routing { local_domains: "test.example" local_channel: "test" }
             field = getattr(req, k)
             if isinstance(v, dict):
                 for kk, vv in v.items():
-                    if isinstance(vv, list):
+                    if isinstance(vv, list) and vv and isinstance(vv[0], dict):
+                        for item in vv:
+                            getattr(field, kk).add(**item)
+                    elif isinstance(vv, list):
                         getattr(field, kk).extend(vv)
                     else:
                         setattr(field, kk, vv)
