@@ -71,6 +71,10 @@ int main(int argc, char** argv) {
   farm::FarmSpec spec;
   spec.name = "smtpd";
   spec.pool = config.smtpd().farm();
+  // smtpd's own name for the farm's recycling limit: one job is one session.
+  if (config.smtpd().has_max_sessions_per_child()) {
+    spec.pool.set_max_jobs(config.smtpd().max_sessions_per_child());
+  }
   spec.scoreboard_path = farm::ScoreboardPath(config, "smtpd");
   // Under mailfarmd the listeners arrive already bound (fds 3.., config order),
   // so port 25 needs no root here and they outlive a restart of this process.

@@ -2,6 +2,8 @@
 #include "smtpd/socket_transport.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -66,6 +68,10 @@ SocketTransport::SocketTransport(farm::UniqueFd fd,
     : fd_(std::move(fd)), tls_(std::move(tls)) {
   int flags = ::fcntl(fd_.get(), F_GETFL);
   if (flags >= 0) ::fcntl(fd_.get(), F_SETFL, flags | O_NONBLOCK);
+  // Replies already leave in one write per batch; Nagle would only hold the
+  // next batch back until the client's delayed ACK.
+  int one = 1;
+  ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 SocketTransport::~SocketTransport() {

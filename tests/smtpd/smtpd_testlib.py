@@ -139,7 +139,8 @@ def smtpd_block(port, extra="", trusted=("127.0.0.1/32",), listen_extra=""):
     if listen_extra:
         lines.append(listen_extra)
     lines += ['trusted_networks: "%s"' % t for t in trusted]
-    lines.append("farm { start_children: 2 min_spare: 1 max_spare: 8 max_children: 32 }")
+    if "farm {" not in extra:
+        lines.append("farm { start_children: 2 min_spare: 1 max_spare: 8 max_children: 32 }")
     lines.append(extra)
     return "smtpd {\n  " + "\n  ".join(lines) + "\n}\n"
 
