@@ -232,7 +232,8 @@ def count_states(board, generation=None):
 
 # --- a whole system -------------------------------------------------------------
 
-def default_config(root, smtp_port, metrics_port, sink_port=None, extra=""):
+def default_config(root, smtp_port, metrics_port, sink_port=None, extra="",
+                   scheduler="min_backoff_s: 1 max_backoff_s: 2"):
     """A complete config for a system under `root` (a temp dir).
 
     Domains: localhost and example.test are local (Maildirs under root/mail/),
@@ -250,7 +251,7 @@ smtpd {{
   trusted_networks: "127.0.0.1/32"
   farm {{ start_children: 2 min_spare: 1 max_spare: 8 max_children: 32 }}
 }}
-scheduler {{ min_backoff_s: 1 max_backoff_s: 2 }}
+scheduler {{ {scheduler} }}
 routing {{
   local_domains: "localhost"
   local_domains: "example.test"
@@ -268,7 +269,7 @@ channel {{ name: "discard" type: DISCARD farm {{ start_children: 1 min_spare: 1 
 metrics {{ address: "127.0.0.1" port: {metrics_port} }}
 {extra}
 """.format(root=root, smtp_port=smtp_port, metrics_port=metrics_port, sink_route=sink_route,
-           extra=extra)
+           extra=extra, scheduler=scheduler)
 
 
 class MailfarmSystem:
@@ -278,7 +279,8 @@ class MailfarmSystem:
     config_text: a full config (default_config(...) is used when None).
     """
 
-    def __init__(self, config_text=None, sink_port=None, extra="", root=None):
+    def __init__(self, config_text=None, sink_port=None, extra="", root=None,
+                 scheduler="min_backoff_s: 1 max_backoff_s: 2"):
         self.root = root or make_temp_dir()
         # Started as root, mailfarmd runs everything as the mailfarm user, which
         # must be able to reach the directories under root.
@@ -288,7 +290,7 @@ class MailfarmSystem:
         self.config_path = os.path.join(self.root, "mailfarm.conf")
         if config_text is None:
             config_text = default_config(self.root, self.smtp_port, self.metrics_port,
-                                         sink_port, extra)
+                                         sink_port, extra, scheduler)
         with open(self.config_path, "w") as f:
             f.write(config_text)
         self.daemon = None
@@ -340,6 +342,23 @@ class MailfarmSystem:
 
     def log(self):
         return self.daemon.log() if self.daemon else ""
+
+    def ctl(self, *args, check=True):
+        """Runs mailfarmctl on this system; returns the CompletedProcess."""
+        r = subprocess.run([binary("mailfarmctl"), "--config", self.config_path] + list(args),
+                           capture_output=True, text=True, timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError("mailfarmctl %s: exit %d\n%s%s" %
+                                 (" ".join(args), r.returncode, r.stdout, r.stderr))
+        return r
+
+    def queue_files(self):
+        """Paths of every file under spool/queue/."""
+        out = []
+        queue = os.path.join(self.spool_dir, "queue")
+        for dirpath, _, files in os.walk(queue):
+            out.extend(os.path.join(dirpath, f) for f in files)
+        return sorted(out)
 
     def __enter__(self):
         return self.start()
