@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -312,7 +313,13 @@ void PipeTransport::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
     report.Finish();
     return;
   }
-  const int timeout_ms = static_cast<int>(config_.timeout_ms());
+  int timeout_ms = static_cast<int>(config_.timeout_ms());
+  if (job.deadline_unix_ms() > 0) {
+    // Stop the command before the scheduler gives up on the job.
+    int64_t left = job.deadline_unix_ms() - farm::RealClock()->NowUnixMs();
+    timeout_ms = static_cast<int>(
+        std::max<int64_t>(1000, std::min<int64_t>(timeout_ms, left)));
+  }
   auto run = [&](const mailfarm::JobRecipient* recipient) -> PipeOutcome {
     TemplateVars vars{{"sender", job.sender()}, {"qid", job.qid()}};
     if (recipient != nullptr) {

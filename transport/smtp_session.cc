@@ -3,6 +3,9 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
+
+#include "farm/clock.h"
 #include "transport/line_encoder.h"
 
 namespace transport {
@@ -18,6 +21,13 @@ mailfarm::Outcome OutcomeOf(const SmtpReply& reply) {
   return mailfarm::OUTCOME_TEMPFAIL;
 }
 
+int ClampToDeadline(int timeout_ms, int64_t deadline_ms) {
+  if (deadline_ms == 0) return timeout_ms;
+  int64_t left = deadline_ms - farm::RealClock()->MonotonicMs();
+  return static_cast<int>(
+      std::max<int64_t>(1, std::min<int64_t>(timeout_ms, left)));
+}
+
 bool HasControl(const std::string& text) {
   for (unsigned char c : text) {
     if (c < 0x20 || c == 0x7f) return true;
@@ -31,8 +41,9 @@ std::unique_ptr<SmtpSession> SmtpSession::Open(const Endpoint& endpoint,
                                                const SessionSettings& settings,
                                                bool allow_tls,
                                                SessionFailure* failure) {
-  auto connection =
-      SmtpConnection::Connect(endpoint, settings.connect_timeout_ms);
+  auto connection = SmtpConnection::Connect(
+      endpoint,
+      ClampToDeadline(settings.connect_timeout_ms, settings.deadline_ms));
   if (!connection.ok()) {
     *failure =
         SessionFailure{false, false, "4.4.1", connection.status().message()};
@@ -45,9 +56,13 @@ std::unique_ptr<SmtpSession> SmtpSession::Open(const Endpoint& endpoint,
   return session;
 }
 
+int SmtpSession::Budget(int timeout_ms) const {
+  return ClampToDeadline(timeout_ms, settings_.deadline_ms);
+}
+
 bool SmtpSession::Read(int timeout_ms, const char* stage, SmtpReply* reply,
                        std::string* lost) {
-  farm::Status s = connection_->ReadReply(timeout_ms, reply);
+  farm::Status s = connection_->ReadReply(Budget(timeout_ms), reply);
   if (s.ok()) {
     if (reply->code == 421) usable_ = false;  // the server is closing
     return true;
@@ -73,7 +88,7 @@ bool SmtpSession::Read(int timeout_ms, const char* stage, SmtpReply* reply,
 }
 
 bool SmtpSession::Flush(int timeout_ms, const char* stage, std::string* lost) {
-  farm::Status s = connection_->Flush(timeout_ms);
+  farm::Status s = connection_->Flush(Budget(timeout_ms));
   if (s.ok()) return true;
   usable_ = false;
   if (s.code() == farm::Status::Code::kTempFail) {
@@ -175,8 +190,8 @@ bool SmtpSession::Handshake(bool allow_tls, SessionFailure* failure) {
   check.sni = endpoint().host;
   check.verify_name = endpoint().host;
   check.verify = level == Level::VERIFY;
-  farm::Status tls = connection_->StartTls(settings_.ssl_ctx, check,
-                                           settings_.command_timeout_ms);
+  farm::Status tls = connection_->StartTls(
+      settings_.ssl_ctx, check, Budget(settings_.command_timeout_ms));
   if (!tls.ok()) {
     usable_ = false;
     *failure =

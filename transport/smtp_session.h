@@ -48,6 +48,9 @@ struct SessionSettings {
   int data_init_timeout_ms = 120000;
   int data_block_timeout_ms = 180000;
   int data_done_timeout_ms = 600000;
+  // Monotonic ms after which no wait may last (the job's deadline); 0: none.
+  // Every timeout above is cut to what is left of it.
+  int64_t deadline_ms = 0;
 };
 
 // Not thread-safe. Owns its connection.
@@ -72,6 +75,8 @@ class SmtpSession {
   bool Reset();
   // QUIT (best effort, short timeout); the session is unusable afterwards.
   void Quit();
+  // The deadline of the next job on a reused session (see SessionSettings).
+  void SetDeadline(int64_t deadline_ms) { settings_.deadline_ms = deadline_ms; }
   // False once the connection failed or the server said 421.
   bool usable() const { return usable_; }
   // Whether the idle server closed the connection or spoke out of turn.
@@ -92,6 +97,8 @@ class SmtpSession {
   bool Read(int timeout_ms, const char* stage, SmtpReply* reply,
             std::string* lost);
   bool Flush(int timeout_ms, const char* stage, std::string* lost);
+  // `timeout_ms` cut to what is left before the deadline (at least 1 ms).
+  int Budget(int timeout_ms) const;
   // "host X said: 550 ... (in reply to RCPT TO command)"
   std::string Said(const SmtpReply& reply, const char* command) const;
   // Writes the dot-stuffed message; false with *lost filled on failure.

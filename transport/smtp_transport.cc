@@ -180,6 +180,14 @@ void SmtpTransport::Deliver(const mailfarm::Job& job,
   }
   const std::string key = channel_name_ + " " + destination;
   const int64_t started = Now();
+  // The scheduler aborts a job past its deadline; give up a little before,
+  // with a reason, rather than be killed mid-conversation.
+  settings_.deadline_ms = 0;
+  if (job.deadline_unix_ms() > 0) {
+    int64_t left = job.deadline_unix_ms() - farm::RealClock()->NowUnixMs();
+    settings_.deadline_ms = started + std::max<int64_t>(left, 1000);
+  }
+  if (session_) session_->SetDeadline(settings_.deadline_ms);
   if (session_ &&
       (key != session_key_ || session_->Stale() || !session_->Reset())) {
     CloseSession();

@@ -5,7 +5,7 @@ its argv and stdin, then exits as the recipient's local part asks: ok -> 0,
 tempfail -> 75, fail -> 1 with a stderr line, sleep -> outlives the time limit
 (with a grandchild in its process group, which must be killed too), signal ->
 kills itself. A per-message argv (no ${recipient}) runs once for all
-recipients. An alias "|command" (the Job's nexthop) is split into words
+recipients. The Job's deadline shortens the time limit. An alias "|command" (the Job's nexthop) is split into words
 without a shell and run per recipient. A command that does not exist is
 deferred.
 """
@@ -114,6 +114,19 @@ def main():
                         what="the timed-out command's grandchild to be killed")
         else:
             check.true(False, "the sleeping command did not start its grandchild")
+
+        # The job's deadline cuts the time limit (2000 ms configured).
+        import re
+        import time
+        conn = pipe.connect()
+        job = tl.make_job(root, body, ["sleep2@p.test"], channel="pipe")
+        job.deadline_unix_ms = int(time.time() * 1000) + 1200
+        r = conn.run(job)
+        conn.close()
+        got = tl.outcomes(r)[0]
+        limit = re.search(r"time limit of (\d+) ms", got[2])
+        check.true(got[0] == "OUTCOME_TEMPFAIL" and limit and int(limit.group(1)) <= 1200,
+                   "deadline cuts the time limit: %r" % (got,))
 
         # Once per message.
         for name in os.listdir(runs):

@@ -7,7 +7,7 @@ DATA (every recipient deferred, no open session), a 554 greeting (bounced),
 SMTPUTF8 needed but not offered (bounced 5.6.7), a SIZE limit (bounced 5.3.4),
 a 1 MB body with dot lines arriving intact, policy MAY retrying in clear after
 a failed TLS handshake, a CR LF in an address refused, a server that never
-greets (greeting timeout); and MX resolution through a fake
+greets (greeting timeout, and the Job's deadline cutting a longer one); and MX resolution through a fake
 DNS server: preference order with fallback to the next MX, null MX (5.1.10),
 NXDOMAIN (5.1.2), no MX -> the domain's A record, and a job without nexthop
 holding two domains (one transaction per domain).
@@ -192,6 +192,19 @@ def main():
             check.true("timed out while receiving the initial server greeting" in got[2],
                        "greeting timeout text %r" % (got[2],))
             check.eq(r.connection_failure, True, "greeting timeout: connection_failure")
+            # Channel "out" waits 300 s for a greeting; the job's deadline cuts that.
+            import time
+            conn = out.connect()
+            job = tl.make_job(root, b"Subject: x\r\n\r\ny\r\n", ["a@dest.test"],
+                              nexthop="[127.0.0.1]:%d" % silent.getsockname()[1])
+            job.deadline_unix_ms = int(time.time() * 1000) + 1500
+            r = conn.run(job)  # without the deadline: 300 s, past the socket's 120 s
+
+            conn.close()
+            got = tl.outcomes(r)[0]
+            check.eq(got[:2], ("OUTCOME_TEMPFAIL", "4.4.2"), "deadline: deferred")
+            check.true("timed out while receiving the initial server greeting" in got[2],
+                       "deadline text %r" % (got[2],))
         finally:
             silent.close()
 
