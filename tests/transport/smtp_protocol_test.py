@@ -199,7 +199,6 @@ def main():
                               nexthop="[127.0.0.1]:%d" % silent.getsockname()[1])
             job.deadline_unix_ms = int(time.time() * 1000) + 1500
             r = conn.run(job)  # without the deadline: 300 s, past the socket's 120 s
-
             conn.close()
             got = tl.outcomes(r)[0]
             check.eq(got[:2], ("OUTCOME_TEMPFAIL", "4.4.2"), "deadline: deferred")
