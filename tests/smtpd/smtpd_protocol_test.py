@@ -237,6 +237,23 @@ class PlainSessionTest(ServerCase):
         self.assertEqual(self.server.messages_for("leo"), [])
 
 
+class ConcurrencyTest(ServerCase):
+    def test_20_concurrent_sessions_all_delivered(self):
+        """Postfix's smtp-source, 20 sessions, messages kept per connection and not."""
+        server = self.start(
+            extra="farm { start_children: 4 min_spare: 4 max_spare: 24 max_children: 40 }")
+        for keep in (["-d"], []):
+            out = subprocess.run(
+                ["smtp-source", "-s", "20", "-m", "100", "-l", "3000", "-f", "src@c.test",
+                 "-t", "bench@example.test", "-M", "source.test"] + keep +
+                ["127.0.0.1:%d" % server.port],
+                capture_output=True, text=True, timeout=300)
+            self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        h.wait_for(lambda: len(server.messages_for("bench")) >= 200, 180, interval=0.5,
+                   what="200 messages in bench's Maildir")
+        self.assertEqual(len(server.messages_for("bench")), 200)
+
+
 class SchedulerKilledTest(ServerCase):
     """The real scheduler SIGKILLed under smtpd: 4xx, never 250, then recovery."""
 
