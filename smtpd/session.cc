@@ -499,16 +499,30 @@ bool Session::Data(std::string_view args) {
     ResetTransaction();
     return true;
   }
-  std::string chunk = ReceivedHeader();
   Reply("354 End data with <CR><LF>.<CR><LF>");
   DataReader reader(kMaxTextLine, options_.max_message_bytes);
   farm::Status sink_status;
-  while (!reader.done()) {
+  if (!ReceiveBody(&reader, &sink_status)) return false;
+  if (reader.flags() != 0 || !sink_status.ok()) {
+    sink_->Abort();
+    ResetTransaction();
+    RefuseMessage(reader.flags(), sink_status);
+    return true;
+  }
+  auto reply = sink_->Finish();
+  ReplyVerdict(reply, reader.message_bytes());
+  ResetTransaction();
+  return true;
+}
+
+bool Session::ReceiveBody(DataReader* reader, farm::Status* sink_status) {
+  std::string chunk = ReceivedHeader();
+  while (!reader->done()) {
     if (Buffered() == 0) {
       farm::Status s = Fill(options_.data_timeout_ms);
       if (!s.ok()) {
         sink_->Abort();
-        mail_given_ = false;
+        ResetTransaction();
         if (s.code() == farm::Status::Code::kTempFail) {
           Reply("421 4.4.2 " + options_.hostname + " Error: timeout exceeded");
           End("timeout in DATA");
@@ -518,70 +532,71 @@ bool Session::Data(std::string_view args) {
         return false;
       }
     }
-    Consume(reader.Feed(in_.data() + in_begin_, Buffered(), &chunk));
-    if (reader.flags() != 0) {
-      chunk.clear();
-    } else if (chunk.size() >= kSinkChunk || reader.done()) {
-      if (sink_status.ok()) sink_status = sink_->Write(chunk);
+    Consume(reader->Feed(in_.data() + in_begin_, Buffered(), &chunk));
+    if (reader->flags() != 0) {
+      chunk.clear();  // the message will be refused: stop sending it
+    } else if (chunk.size() >= kSinkChunk || reader->done()) {
+      if (sink_status->ok()) *sink_status = sink_->Write(chunk);
       chunk.clear();
     }
   }
-  uint32_t flags = reader.flags();
-  if (flags != 0 || !sink_status.ok()) {
-    sink_->Abort();
-    ResetTransaction();
-    if (flags & DataReader::kTooBig) {
-      ReplyError("552 5.3.4 Error: message size exceeds fixed limit");
-    } else if (flags & (DataReader::kBareLf | DataReader::kBareCr)) {
-      ReplyError(
-          "550 5.5.2 Error: bare <CR> or <LF> in message; only <CR><LF> line "
-          "endings are allowed");
-    } else if (flags & DataReader::kNul) {
-      ReplyError("550 5.6.0 Error: NUL character in message");
-    } else if (flags & DataReader::kLongLine) {
-      ReplyError("500 5.5.0 Error: message line longer than 1000 octets");
-    } else {
-      LOG(WARNING) << "queue write failed: " << sink_status.message();
-      Reply("451 4.3.0 Error: queue unavailable, try again later");
-    }
-    return true;
+  return true;
+}
+
+void Session::RefuseMessage(uint32_t flags, const farm::Status& sink_status) {
+  if (flags & DataReader::kTooBig) {
+    ReplyError("552 5.3.4 Error: message size exceeds fixed limit");
+  } else if (flags & (DataReader::kBareLf | DataReader::kBareCr)) {
+    ReplyError(
+        "550 5.5.2 Error: bare <CR> or <LF> in message; only <CR><LF> line "
+        "endings are allowed");
+  } else if (flags & DataReader::kNul) {
+    ReplyError("550 5.6.0 Error: NUL character in message");
+  } else if (flags & DataReader::kLongLine) {
+    ReplyError("500 5.5.0 Error: message line longer than 1000 octets");
+  } else {
+    LOG(WARNING) << "queue write failed: " << sink_status.message();
+    Reply("451 4.3.0 Error: queue unavailable, try again later");
   }
-  auto reply = sink_->Finish();
-  size_t nrcpt = envelope_.recipients.size();
-  std::string sender = envelope_.sender;
-  ResetTransaction();
+}
+
+void Session::ReplyVerdict(const farm::StatusOr<SinkReply>& reply,
+                           uint64_t size) {
   if (!reply.ok()) {
     LOG(WARNING) << "no verdict from the queue for a message from "
                  << client_.address << ": " << reply.status().message();
     Reply("451 4.3.0 Error: queue unavailable, try again later");
-    return true;
+    return;
   }
-  switch (reply->kind) {
+  // The scheduler's text is shown to the client, its dsn only when its class
+  // agrees with the reply code.
+  const SinkReply& r = reply.value();
+  switch (r.kind) {
     case SinkReply::Kind::kAccepted:
       ++messages_accepted_;
-      LOG(INFO) << reply->qid << ": client=[" << client_.address << "], from=<"
-                << sender << ">, nrcpt=" << nrcpt
-                << ", size=" << reader.message_bytes();
-      Reply("250 2.0.0 Ok: queued as " + Printable(reply->qid));
+      LOG(INFO) << r.qid << ": client=[" << client_.address << "], from=<"
+                << envelope_.sender
+                << ">, nrcpt=" << envelope_.recipients.size()
+                << ", size=" << size;
+      Reply("250 2.0.0 Ok: queued as " + Printable(r.qid));
       break;
     case SinkReply::Kind::kTempFail:
       Reply("451 " +
-            (reply->dsn.rfind("4.", 0) != 0 ? std::string("4.3.0")
-                                            : Printable(reply->dsn)) +
+            (r.dsn.rfind("4.", 0) != 0 ? std::string("4.3.0")
+                                       : Printable(r.dsn)) +
             " " +
-            (reply->text.empty() ? std::string("Error: try again later")
-                                 : Printable(reply->text)));
+            (r.text.empty() ? std::string("Error: try again later")
+                            : Printable(r.text)));
       break;
     case SinkReply::Kind::kReject:
       Reply("554 " +
-            (reply->dsn.rfind("5.", 0) != 0 ? std::string("5.7.1")
-                                            : Printable(reply->dsn)) +
+            (r.dsn.rfind("5.", 0) != 0 ? std::string("5.7.1")
+                                       : Printable(r.dsn)) +
             " " +
-            (reply->text.empty() ? std::string("Error: message rejected")
-                                 : Printable(reply->text)));
+            (r.text.empty() ? std::string("Error: message rejected")
+                            : Printable(r.text)));
       break;
   }
-  return true;
 }
 
 bool Session::StartTls(std::string_view args) {

@@ -15,6 +15,7 @@
 
 #include "farm/status.h"
 #include "smtpd/cidr.h"
+#include "smtpd/data_reader.h"
 #include "smtpd/message_sink.h"
 #include "smtpd/smtp_command.h"
 #include "smtpd/transport.h"
@@ -93,6 +94,11 @@ class Session {
   bool Rcpt(std::string_view args);
   bool Data(std::string_view args);
   bool StartTls(std::string_view args);
+  // Reads the message into the sink until <CRLF>.<CRLF>; false when the
+  // session ended (timeout, EOF). *sink_status keeps the first sink error.
+  bool ReceiveBody(DataReader* reader, farm::Status* sink_status);
+  void RefuseMessage(uint32_t flags, const farm::Status& sink_status);
+  void ReplyVerdict(const farm::StatusOr<SinkReply>& reply, uint64_t size);
 
   bool RelayAllowed(const std::string& mailbox) const;
   std::string Protocol() const;
