@@ -193,8 +193,15 @@ int main(int argc, char** argv) {
   std::string spool_dir = farm::SpoolDir(config);
   if (!MakeDir(run_dir, 0750) || !MakeDir(spool_dir, 0700))
     return farm::kExitOsErr;
-  if (*account && !(Chown(run_dir, **account) && Chown(spool_dir, **account))) {
-    return farm::kExitOsErr;
+  if (*account) {
+    // run_dir's group is the injection group when there is one (as Postfix's
+    // public/ is postdrop's): its members may reach inject.sock, nobody else
+    // gets past the directory.
+    farm::ServiceAccount run_owner = **account;
+    if (auto gid = farm::LookupGroup(config.identity().inject_group()))
+      run_owner.gid = *gid;
+    if (!Chown(run_dir, run_owner) || !Chown(spool_dir, **account))
+      return farm::kExitOsErr;
   }
   farm::UniqueFd pid_file = LockPidFile(run_dir + "/mailfarmd.pid");
   // Bind what may need root (port 25) before giving root up.
