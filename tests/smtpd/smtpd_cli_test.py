@@ -3,6 +3,7 @@ with a precise message and exit 78 (open relay, bad networks, PROXY without
 load balancers, unloadable certificate), a busy port (71), an unknown flag (64)."""
 
 import os
+import signal
 import socket
 import subprocess
 import unittest
@@ -74,6 +75,34 @@ class CliTest(unittest.TestCase):
             out = run_smtpd('smtpd { listen { address: "127.0.0.1" port: %d } }\n' % port)
         self.assertEqual(out.returncode, 71, out.stderr)
         self.assertIn("127.0.0.1:%d" % port, out.stderr)
+
+
+class ReloadTest(unittest.TestCase):
+    def test_sighup_applies_new_settings_to_new_sessions(self):
+        server = lib.Smtpd(extra="max_message_bytes: 1000")
+        self.addCleanup(server.stop)
+
+        def size_advertised():
+            r = lib.Raw(server.port)
+            r.expect(220)
+            r.send("EHLO c.test\r\n")
+            lines = r.expect(250)
+            r.close()
+            return [l for l in lines if "SIZE" in l][0]
+
+        self.assertEqual(size_advertised(), "250-SIZE 1000")
+        with open(server.config_path) as f:
+            text = f.read()
+        with open(server.config_path, "w") as f:
+            f.write(text.replace("max_message_bytes: 1000", "max_message_bytes: 2000"))
+        server.proc.signal(signal.SIGHUP)
+        h.wait_for(lambda: size_advertised() == "250-SIZE 2000", 60, what="the reloaded SIZE")
+        # A broken config on reload keeps the old settings and the server running.
+        with open(server.config_path, "w") as f:
+            f.write(text.replace("max_message_bytes: 1000", 'trusted_networks: "::/0"'))
+        server.proc.signal(signal.SIGHUP)
+        h.wait_for(lambda: "keeping the old config" in server.log(), 60, what="the refusal")
+        self.assertEqual(size_advertised(), "250-SIZE 2000")
 
 
 if __name__ == "__main__":
