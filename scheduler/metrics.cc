@@ -1,0 +1,218 @@
+// metrics.cc: Prometheus text exposition and the evhttp endpoint.
+#include "scheduler/metrics.h"
+
+#include <dirent.h>
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "farm/scoreboard.h"
+
+namespace mailfarm::scheduler {
+
+namespace {
+
+std::string EscapeLabel(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
+  }
+  return out;
+}
+
+std::string FormatValue(double value) {
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  if (std::isnan(value)) return "NaN";
+  char buf[64];
+  if (value == std::floor(value) && std::fabs(value) < 1e15) {
+    std::snprintf(buf, sizeof(buf), "%.0f", value);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.9g", value);
+  }
+  return buf;
+}
+
+std::string SampleLine(const std::string& name, const Labels& labels,
+                       double value) {
+  std::string line = name;
+  if (!labels.empty()) {
+    line += "{";
+    bool first = true;
+    for (const auto& [k, v] : labels) {
+      if (!first) line += ",";
+      first = false;
+      line += k + "=\"" + EscapeLabel(v) + "\"";
+    }
+    line += "}";
+  }
+  return line + " " + FormatValue(value);
+}
+
+}  // namespace
+
+MetricsPage::Family& MetricsPage::FamilyOf(const std::string& name,
+                                           const std::string& type,
+                                           const std::string& help) {
+  auto [it, inserted] = families_.try_emplace(name);
+  if (inserted) {
+    order_.push_back(name);
+    it->second.type = type;
+    it->second.help = help;
+  }
+  return it->second;
+}
+
+void MetricsPage::Add(const std::string& name, const std::string& type,
+                      const std::string& help, const Labels& labels,
+                      double value) {
+  FamilyOf(name, type, help).lines.push_back(SampleLine(name, labels, value));
+}
+
+void MetricsPage::AddSample(const std::string& family,
+                            const std::string& sample_name,
+                            const Labels& labels, double value) {
+  families_[family].lines.push_back(SampleLine(sample_name, labels, value));
+}
+
+std::string MetricsPage::Render() const {
+  std::string out;
+  for (const std::string& name : order_) {
+    const Family& f = families_.at(name);
+    out += "# HELP " + name + " " + f.help + "\n";
+    out += "# TYPE " + name + " " + f.type + "\n";
+    for (const std::string& line : f.lines) out += line + "\n";
+  }
+  return out;
+}
+
+LatencyHistogram::LatencyHistogram()
+    : bounds_{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,   2.5,
+              5,    10,    30,   60,  300,  900, 3600},
+      counts_(bounds_.size() + 1, 0) {}
+
+void LatencyHistogram::Observe(double seconds) {
+  size_t i = std::lower_bound(bounds_.begin(), bounds_.end(), seconds) -
+             bounds_.begin();
+  ++counts_[i];
+  sum_ += seconds;
+  ++count_;
+}
+
+void LatencyHistogram::AppendTo(MetricsPage* page, const std::string& name,
+                                const std::string& help, const Labels& labels) const {
+  page->Declare(name, "histogram", help);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    Labels with_le = labels;
+    with_le["le"] = i < bounds_.size() ? FormatValue(bounds_[i]) : "+Inf";
+    page->AddSample(name, name + "_bucket", with_le, static_cast<double>(cumulative));
+  }
+  page->AddSample(name, name + "_sum", labels, sum_);
+  page->AddSample(name, name + "_count", labels, static_cast<double>(count_));
+}
+
+void AddScoreboardMetrics(const std::string& run_dir, MetricsPage* page) {
+  DIR* dir = ::opendir(run_dir.c_str());
+  if (dir == nullptr) return;
+  std::vector<std::string> files;
+  while (dirent* e = ::readdir(dir)) {
+    std::string name = e->d_name;
+    const std::string suffix = ".scoreboard";
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      files.push_back(run_dir + "/" + name);
+    }
+  }
+  ::closedir(dir);
+  std::sort(files.begin(), files.end());
+  for (const std::string& path : files) {
+    auto board = farm::Scoreboard::OpenReadOnly(path);
+    if (!board.ok()) continue;
+    const auto& header = (*board)->header();
+    std::string farm_name(header.farm,
+                          strnlen(header.farm, sizeof(header.farm)));
+    uint64_t by_state[6] = {0};
+    for (int i = 0; i < (*board)->slot_count(); ++i) {
+      uint32_t state = (*board)->slot(i).state.load();
+      if (state < 6) ++by_state[state];
+    }
+    for (uint32_t s = 1; s < 6; ++s) {
+      page->Add(
+          "mailfarm_farm_children", "gauge",
+          "Farm children by scoreboard state.",
+          {{"farm", farm_name},
+           {"state", farm::SlotStateName(static_cast<farm::SlotState>(s))}},
+          static_cast<double>(by_state[s]));
+    }
+    page->Add("mailfarm_farm_jobs_total", "counter",
+              "Jobs (or sessions) served by a farm's children since its "
+              "manager started.",
+              {{"farm", farm_name}},
+              static_cast<double>(header.total_jobs.load()));
+    page->Add("mailfarm_farm_children_started_total", "counter",
+              "Children forked by a farm's manager since it started.",
+              {{"farm", farm_name}},
+              static_cast<double>(header.total_children.load()));
+    page->Add(
+        "mailfarm_farm_generation", "gauge",
+        "A farm's generation (graceful restarts since its manager started).",
+        {{"farm", farm_name}}, static_cast<double>(header.generation.load()));
+  }
+}
+
+MetricsServer::MetricsServer(evhttp* http, std::string path, Collect collect)
+    : http_(http), path_(std::move(path)), collect_(std::move(collect)) {}
+
+MetricsServer::~MetricsServer() { evhttp_free(http_); }
+
+farm::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
+    event_base* base, const config::MetricsConfig& config, Collect collect) {
+  if (config.port() == 0) return std::unique_ptr<MetricsServer>();
+  evhttp* http = evhttp_new(base);
+  if (http == nullptr) return farm::Status::Error("evhttp_new failed");
+  if (evhttp_bind_socket(http, config.address().c_str(),
+                         static_cast<uint16_t>(config.port())) != 0) {
+    evhttp_free(http);
+    return farm::Status::Error("metrics: cannot bind " + config.address() +
+                               ":" + std::to_string(config.port()));
+  }
+  evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+  std::unique_ptr<MetricsServer> server(
+      new MetricsServer(http, config.path(), std::move(collect)));
+  evhttp_set_gencb(http, &MetricsServer::Handle, server.get());
+  return server;
+}
+
+void MetricsServer::Handle(evhttp_request* request, void* arg) {
+  auto* self = static_cast<MetricsServer*>(arg);
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(request);
+  const char* path = uri ? evhttp_uri_get_path(uri) : nullptr;
+  if (path == nullptr || self->path_ != path) {
+    evhttp_send_error(request, HTTP_NOTFOUND,
+                      "metrics are at the configured path");
+    return;
+  }
+  MetricsPage page;
+  self->collect_(&page);
+  std::string body = page.Render();
+  evbuffer* out = evbuffer_new();
+  evbuffer_add(out, body.data(), body.size());
+  evhttp_add_header(evhttp_request_get_output_headers(request), "Content-Type",
+                    "text/plain; version=0.0.4; charset=utf-8");
+  evhttp_send_reply(request, HTTP_OK, "OK", out);
+  evbuffer_free(out);
+}
+
+}  // namespace mailfarm::scheduler
