@@ -48,6 +48,11 @@ class PosixEnv : public SpoolEnv {
       return farm::Status::FromErrno("fsync " + path, errno);
     return farm::Status::Ok();
   }
+  farm::Status SyncFilesystem(int fd, const std::string& path) override {
+    if (::syncfs(fd) != 0)
+      return farm::Status::FromErrno("syncfs " + path, errno);
+    return farm::Status::Ok();
+  }
   farm::Status Truncate(int fd, uint64_t size,
                         const std::string& path) override {
     if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {

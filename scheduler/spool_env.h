@@ -38,6 +38,9 @@ class SpoolEnv {
                                 const std::string& path) = 0;  // fdatasync
   virtual farm::Status Sync(
       int fd, const std::string& path) = 0;  // fsync (directories)
+  // syncfs: everything written to the filesystem holding `fd` is durable
+  // (one journal commit and one cache flush for a whole batch).
+  virtual farm::Status SyncFilesystem(int fd, const std::string& path) = 0;
   virtual farm::Status Truncate(int fd, uint64_t size,
                                 const std::string& path) = 0;
   // Renames unless `to` exists: false (and nothing renamed) when it does.

@@ -70,6 +70,7 @@ struct GroupCommitStats {
   uint64_t batches = 0;     // batches that made at least one file durable
   uint64_t files = 0;       // files created
   uint64_t data_syncs = 0;  // fdatasync calls
+  uint64_t fs_syncs = 0;    // syncfs calls (one per batch of two or more)
   uint64_t dir_syncs = 0;   // directory fsync calls
   uint64_t max_batch = 0;
   uint64_t failures = 0;
@@ -83,6 +84,10 @@ class FileSpoolStore : public SpoolStore {
     size_t max_batch = 256;
     SpoolEnv* env = nullptr;       // nullptr: PosixSpoolEnv()
     farm::Clock* clock = nullptr;  // nullptr: RealClock(); stamps qids
+    // A batch of at least this many writes is made durable with one syncfs of
+    // the spool's filesystem instead of one fdatasync per file (each of which
+    // costs a device cache flush). 0 disables syncfs.
+    size_t syncfs_min_batch = 2;
   };
 
   // Creates the tree (spool 0750, subdirectories 0700), takes the exclusive
@@ -128,7 +133,7 @@ class FileSpoolStore : public SpoolStore {
   SpoolEnv* env_;
   farm::Clock* clock_;
   LoopTasks* tasks_;
-  farm::UniqueFd lock_fd_;
+  farm::UniqueFd lock_fd_;  // also the fd syncfs is called on
   QueueIdGenerator ids_;
   std::mutex mu_;
   std::condition_variable cv_;

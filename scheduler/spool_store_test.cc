@@ -23,6 +23,7 @@ class FaultEnv : public SpoolEnv {
   std::atomic<bool> hold_first_write{false};
   std::atomic<bool> released{false};
   std::atomic<int> data_syncs{0};
+  std::atomic<int> fs_syncs{0};
 
   farm::StatusOr<farm::UniqueFd> CreateExclusive(
       const std::string& p) override {
@@ -51,6 +52,11 @@ class FaultEnv : public SpoolEnv {
     ++data_syncs;
     if (fail_sync) return farm::Status::FromErrno("fdatasync " + p, EIO);
     return real()->DataSync(fd, p);
+  }
+  farm::Status SyncFilesystem(int fd, const std::string& p) override {
+    ++fs_syncs;
+    if (fail_sync) return farm::Status::FromErrno("syncfs " + p, EIO);
+    return real()->SyncFilesystem(fd, p);
   }
   farm::Status Sync(int fd, const std::string& p) override {
     return real()->Sync(fd, p);
@@ -168,7 +174,11 @@ TEST_F(SpoolStoreTest, ConcurrentCreatesShareSyncs) {
   EXPECT_LE(stats.batches, 3u);
   EXPECT_GE(stats.max_batch, 25u);
   EXPECT_LE(stats.dir_syncs, 6u);  // one per batch unless the 65 s digit turned
-  EXPECT_EQ(env_.data_syncs.load(), 50);
+  // Batches of two or more share one syncfs; only a batch of one fdatasyncs.
+  EXPECT_LE(env_.data_syncs.load(), 2);
+  EXPECT_LE(env_.fs_syncs.load(), 3);
+  EXPECT_EQ(stats.fs_syncs + stats.data_syncs,
+            static_cast<uint64_t>(env_.fs_syncs + env_.data_syncs));
   EXPECT_EQ(CountFiles(spool_ + "/queue"), 50);
 }
 
@@ -189,6 +199,24 @@ TEST_F(SpoolStoreTest, FullDiskFailsCleanlyAndRecovers) {
   RunUntil([&] { return got.has_value(); });
   EXPECT_TRUE(got->ok());
   EXPECT_EQ(CountFiles(spool_ + "/queue"), 1);
+}
+
+TEST_F(SpoolStoreTest, FailedSyncfsFailsTheWholeBatch) {
+  OpenStore(1);
+  env_.hold_first_write = true;
+  env_.fail_sync = true;
+  int done = 0, failed = 0;
+  for (int i = 0; i < 10; ++i) {
+    store_->Create(Envelope(), "x\r\n", [&](auto r) {
+      ++done;
+      if (!r.ok()) ++failed;
+    });
+  }
+  env_.released = true;
+  RunUntil([&] { return done == 10; });
+  EXPECT_EQ(failed, 10);
+  EXPECT_GE(env_.fs_syncs.load(), 1);
+  EXPECT_EQ(CountFiles(spool_ + "/queue") + CountFiles(spool_ + "/tmp"), 0);
 }
 
 TEST_F(SpoolStoreTest, FailedSyncIsNeverAcknowledged) {

@@ -1,0 +1,116 @@
+#!/usr/bin/python3
+"""run_bench.py: bench/inject, durable injections per second and the
+scheduler's memory per deferred job.
+
+Usage: run_bench.py --bin BUILD/bin [--dir DIR] [--seconds 5] [--deferred 100000]
+
+1. The disk's raw rate of write(5 KB) + fdatasync on one file in DIR (the
+   filesystem the spool lives on), measured first in the same run.
+2. mailfarm-scheduler alone (no farms: accepted jobs wait in memory), fed by
+   mailfarm-bench-inject with 1, 8 and 32 concurrent inject.sock clients
+   sending 5 KB messages; each ack means the file and its directory entry
+   were on stable storage. Printed with the ratio to the raw fdatasync rate.
+3. With stand-in router/transport farms whose transport tempfails every
+   message and a long backoff, N messages are injected and end up deferred;
+   the scheduler's RSS before and after gives bytes per deferred job.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "tests", "scheduler"))
+
+
+def rss_kb(pid, field="VmRSS"):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--dir", default=None, help="where the spool goes (its filesystem is measured)")
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--clients", default="1,8,32")
+    ap.add_argument("--deferred", type=int, default=100000)
+    args = ap.parse_args()
+    os.environ["MAILFARM_BIN"] = os.path.abspath(args.bin)
+    os.environ.setdefault("PYTHONPATH", "")
+    import sched_harness as h  # noqa: E402 (needs MAILFARM_BIN first)
+    h.BIN = os.path.abspath(args.bin)
+    if args.dir:
+        tempfile.tempdir = args.dir
+    load = os.path.join(h.BIN, "mailfarm-bench-inject")
+
+    probe = tempfile.mkdtemp(prefix="mf-fsync.")
+    out = subprocess.run([load, "--fsync_dir", probe, "--seconds", str(args.seconds)],
+                         capture_output=True, text=True, check=True).stdout
+    fsync_rate = float(out.split()[1])
+    os.rmdir(probe)
+    print("raw write(5 KB)+fdatasync: %.1f /s  (filesystem of %s)" % (fsync_rate, tempfile.gettempdir()))
+
+    mf = h.Mailfarm("bench", scheduler_extra="max_inject_connections: 512")
+    try:
+        mf.start_scheduler()
+        for n in [int(x) for x in args.clients.split(",")]:
+            r = subprocess.run([load, "--socket", mf.inject_sock, "--clients", str(n),
+                                "--seconds", str(args.seconds), "--size", "5120"],
+                               capture_output=True, text=True)
+            fields = r.stdout.split()
+            rate = float(fields[fields.index("injections_per_s") + 1])
+            print("clients %2d: %8.1f durable injections/s  = %.2fx the raw fdatasync rate  (%s)" %
+                  (n, rate, rate / fsync_rate, r.stdout.strip()))
+        stats = {s.name: s.value for s in mf.control(stats=True)[0].stats.samples if not s.labels}
+        print("group commit: %d files, %d batches, largest batch %d, %d fdatasyncs, %d dir fsyncs" % (
+            stats["mailfarm_spool_files_created_total"], stats["mailfarm_spool_commit_batches_total"],
+            stats["mailfarm_spool_max_batch"], stats["mailfarm_spool_data_syncs_total"],
+            stats["mailfarm_spool_dir_syncs_total"]))
+    finally:
+        mf.stop()
+        subprocess.run(["rm", "-rf", mf.dir])
+
+    if args.deferred <= 0:
+        return
+    mf = h.Mailfarm("bench-rss", filter_enabled=False, backoff=(36000, 72000),
+                    scheduler_extra="max_inject_connections: 512")
+    try:
+        mf.start_scheduler()
+        mf.start_farms()
+        r = mf.inject("warm@example.com", ["tempfail@example.org"], h.message_body("warm-up"))
+        assert r.status == r.ACCEPTED
+
+        def deferred():
+            for s in mf.control(stats=True)[0].stats.samples:
+                if s.name == "mailfarm_queue_jobs" and s.labels.get("state") == "deferred":
+                    return int(s.value)
+            return 0
+        h.wait_until(lambda: deferred() == 1, 60, "warm-up job deferred")
+        base = rss_kb(mf.scheduler.pid)
+        t0 = time.monotonic()
+        subprocess.run([load, "--socket", mf.inject_sock, "--clients", "16", "--count",
+                        str(args.deferred), "--size", "1000", "--recipient", "tempfail@example.org"],
+                       check=True, capture_output=True)
+        h.wait_until(lambda: deferred() == args.deferred + 1, 1800, "all jobs deferred")
+        took = time.monotonic() - t0
+        rss = rss_kb(mf.scheduler.pid)
+        hwm = rss_kb(mf.scheduler.pid, "VmHWM")
+        print("deferred jobs: %d (injected, routed, tempfailed and deferred in %.1f s)" %
+              (args.deferred, took))
+        print("scheduler RSS: base %d KB, with the deferred jobs %d KB (peak %d KB): "
+              "%.0f bytes per deferred job (peak-based %.0f)" %
+              (base, rss, hwm, (rss - base) * 1024.0 / args.deferred,
+               (hwm - base) * 1024.0 / args.deferred))
+    finally:
+        mf.stop()
+        subprocess.run(["rm", "-rf", mf.dir])
+
+
+if __name__ == "__main__":
+    main()
