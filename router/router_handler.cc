@@ -4,8 +4,6 @@
 
 #include <glog/logging.h>
 
-#include <chrono>
-
 namespace router {
 namespace {
 
@@ -30,7 +28,6 @@ RouterHandler::RouterHandler(RouterTables tables)
       resolver_(*tables_) {}
 
 void RouterHandler::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
-  auto start = std::chrono::steady_clock::now();
   if (job.stage() != mailfarm::STAGE_ROUTE) {
     LOG(ERROR) << job.qid() << ": router got a job for stage "
                << mailfarm::Stage_Name(job.stage());
@@ -58,10 +55,6 @@ void RouterHandler::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
                 << " (" << r->text() << ")";
     }
   }
-  result->set_delay_ms(static_cast<uint32_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::steady_clock::now() - start)
-          .count()));
 }
 
 std::unique_ptr<farm::JobHandler> MakeRouterHandler(
