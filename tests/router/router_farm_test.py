@@ -211,7 +211,9 @@ class RouterFarmTest(unittest.TestCase):
         conn, hello = self.farm.connect()
         # slow: :include: of a FIFO: the child blocks in open() until we write it.
         conn.send(self.farm.job("SLOW", "slow@example.com", "alice@example.com"))
-        time.sleep(0.2)  # let the child reach the FIFO (not an assertion: it also works if not)
+        h.wait_for(lambda: any(x["state"] == "busy" and x["pid"] == hello.pid
+                               for x in h.read_scoreboard(self.farm.board)["slots"]),
+                   30, what="the child to be busy on the slow job")
         self.farm.write("discard")
         self.farm.proc.signal(signal.SIGHUP)
         h.wait_for(lambda: h.read_scoreboard(os.path.join(self.farm.root, "run",
