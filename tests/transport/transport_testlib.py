@@ -70,9 +70,17 @@ class TransportFarm:
             raise AssertionError("mailfarm-transport exited:\n" + self.proc.log())
 
     def connect(self):
-        """A scheduler-side connection to one child, after its Hello."""
-        conn = SchedulerConn(mh.FrameSocket.connect_unix(self.socket_path, timeout=120))
-        return conn
+        """A scheduler-side connection to one child, after its Hello.
+
+        The socket file appears at bind(), a moment before listen(): a refused
+        connect right after start is retried.
+        """
+        def attempt():
+            try:
+                return mh.FrameSocket.connect_unix(self.socket_path, timeout=120)
+            except ConnectionRefusedError:
+                return None
+        return SchedulerConn(mh.wait_for(attempt, 30, what="connect to " + self.socket_path))
 
     def log(self):
         return self.proc.log()
