@@ -204,3 +204,23 @@ TEST(FilterTablesTest, ErrorsNameTheCulprit) {
 
 }  // namespace
 }  // namespace filter
+
+namespace filter {
+namespace {
+
+TEST(MakeFilterHandlerTest, ConfigThatNoLongerLoadsTempfailsEveryJob) {
+  mailfarm::config::Config config;
+  config.mutable_filter_rules()->add_rule()->set_pattern("(");
+  auto handler = MakeFilterHandler(config);
+  ASSERT_NE(handler, nullptr);
+  mailfarm::Job job;
+  job.set_stage(mailfarm::STAGE_FILTER);
+  mailfarm::Result result;
+  handler->Handle(job, &result);
+  EXPECT_EQ(result.verdict().action(), mailfarm::FilterVerdict::TEMPFAIL);
+  EXPECT_EQ(result.outcome(), mailfarm::OUTCOME_TEMPFAIL);
+  EXPECT_NE(result.text().find("filter_rules.rule[0]"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace filter
