@@ -5,7 +5,8 @@ newline arriving byte-identical (plus the CRLF SMTP requires), the Received and
 added headers written before it, connection reuse seen at the sink (several
 jobs, one connection, Result.open_session), max_messages_per_connection, the
 idle timeout closing the session, BODY=8BITMIME and SMTPUTF8 with a server
-that offers them, and a refused connection.
+that offers them, the sink hanging up after the data (deferred, the next job
+reconnects), and a refused connection.
 """
 
 import os
@@ -163,7 +164,26 @@ def main():
         finally:
             utf8_sink.stop()
 
-        # 6. Nobody listening: tempfail with connection_failure.
+        # 6. The sink hangs up after the data instead of answering it.
+        conn = out.connect()
+        before = len(sink.messages)
+        job = tl.make_job(root, b"Subject: hangup\r\n\r\nx\r\n",
+                          ["hangup@dest.test", "perm@dest.test"], nexthop=nexthop)
+        result = conn.run(job)
+        got = tl.outcomes(result)
+        check.eq(got[0][:2], ("OUTCOME_TEMPFAIL", "4.4.2"), "hangup after data: deferred")
+        check.true("lost connection" in got[0][2] and "end of data" in got[0][2],
+                   "hangup text %r" % (got[0][2],))
+        check.eq(got[1][:2], ("OUTCOME_PERMFAIL", "5.1.1"), "hangup: RCPT 550 kept")
+        check.eq(result.open_session, "", "hangup: no open session")
+        check.eq(len(sink.messages), before, "hangup: nothing stored")
+        # The child reconnects for the next job.
+        job = tl.make_job(root, b"X-Original-Start: yes\r\n\r\nafter\r\n", ["ok@dest.test"],
+                          nexthop=nexthop)
+        check.eq(tl.outcomes(conn.run(job))[0][0], "OUTCOME_OK", "delivery after a hangup")
+        conn.close()
+
+        # 7. Nobody listening: tempfail with connection_failure.
         dead = mh.free_port()
         conn = out.connect()
         job = tl.make_job(root, b"Subject: x\r\n\r\ny\r\n", ["a@dest.test", "b@dest.test"],

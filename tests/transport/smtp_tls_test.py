@@ -1,6 +1,7 @@
 """mailfarm-transport smtp channel with STARTTLS against aiosmtpd.
 
-A CA and server certificates are made with the openssl CLI. Policies:
+A CA and server certificates are made with the openssl CLI; the sink records
+the SNI name it was sent. Policies:
 encrypt (TLS used, no verification), verify with the CA file and the right
 name (delivered over TLS), verify against a certificate for another name
 (deferred, 4.7.5, naming the mismatch), encrypt against a server without
@@ -18,9 +19,13 @@ import mailfarm_harness as mh  # noqa: E402
 import transport_testlib as tl  # noqa: E402
 
 
+SNI_SEEN = []
+
+
 def server_context(key, cert):
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
+    ctx.sni_callback = lambda sslobj, name, context: SNI_SEEN.append(name)
     return ctx
 
 
@@ -77,7 +82,10 @@ def main():
         check.eq(len(good_sink.messages), 2, "verify: second message at the good sink")
         check.eq(last_tls(good_sink), True, "verify: message came over TLS")
 
+        check.eq(SNI_SEEN[-1:], ["localhost"], "SNI names the host")
+
         r = deliver("ver", good_sink, host="127.0.0.1")
+        check.eq(SNI_SEEN[-1:], [None], "no SNI for an address literal")
         check.eq(tl.outcomes(r)[0][0], "OUTCOME_OK", "verify by IP address SAN: delivered")
 
         r = deliver("ver", wrong_sink, host="localhost")

@@ -143,7 +143,8 @@ def outcomes(result):
 # --- aiosmtpd sink --------------------------------------------------------------
 
 class SinkHandler:
-    """Per-recipient answers by local part: temp* -> 451, perm* -> 550, else 250.
+    """Per-recipient answers by local part: temp* -> 451, perm* -> 550, else 250;
+    a recipient hangup* makes the sink hang up after the data instead of replying.
 
     Records every message with the connection it came on (session peer).
     """
@@ -174,6 +175,10 @@ class SinkHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if any(r.startswith("hangup") for r in envelope.rcpt_tos):
+            # The whole message arrived; hang up instead of answering it.
+            server.transport.close()
+            return "421 4.4.2 never sent"
         with self.lock:
             self.messages.append({
                 "peer": session.peer, "tls": session.ssl is not None,
