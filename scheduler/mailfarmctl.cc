@@ -110,6 +110,8 @@ std::string ToJson(const google::protobuf::Message& message) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
+  // Scripts get every key, even empty ones (the null sender is "").
+  options.always_print_primitive_fields = true;
   google::protobuf::util::MessageToJsonString(message, &out, options);
   return out;
 }
