@@ -236,165 +236,193 @@ bool SmtpSession::SendBody(const std::string& prefix,
   return Flush(settings_.data_block_timeout_ms, "sending message body", lost);
 }
 
-std::vector<RecipientOutcome> SmtpSession::Send(const mailfarm::Job& job,
-                                                const std::string& prefix,
-                                                const MessageReader& message) {
-  const int n = job.recipients_size();
-  std::vector<RecipientOutcome> out(n);
-  std::vector<bool> final(n, false);
-  auto settle_pending = [&](mailfarm::Outcome outcome, const std::string& dsn,
-                            const std::string& text) {
-    for (int i = 0; i < n; ++i) {
-      if (final[i]) continue;
-      out[i] = RecipientOutcome{outcome, dsn, text};
-      final[i] = true;
+// Per-recipient state of one mail transaction.
+struct SmtpSession::Transaction {
+  explicit Transaction(int n) : out(n), settled(n, false) {}
+  void Settle(int i, mailfarm::Outcome outcome, const std::string& dsn,
+              const std::string& text) {
+    out[i] = RecipientOutcome{outcome, dsn, text};
+    settled[i] = true;
+  }
+  // Gives every recipient without an outcome yet this one.
+  void SettlePending(mailfarm::Outcome outcome, const std::string& dsn,
+                     const std::string& text) {
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (!settled[i]) Settle(static_cast<int>(i), outcome, dsn, text);
     }
-  };
-  auto lost_connection = [&](const std::string& lost) {
-    settle_pending(mailfarm::OUTCOME_TEMPFAIL, "4.4.2", lost);
-    return out;
-  };
+  }
+  std::vector<RecipientOutcome> out;
+  std::vector<bool> settled;
+  int accepted = 0;  // RCPT accepted, waiting for the end of DATA
+};
+
+bool SmtpSession::Lost(Transaction* t, const std::string& lost) {
+  t->SettlePending(mailfarm::OUTCOME_TEMPFAIL, "4.4.2", lost);
+  return false;
+}
+
+void SmtpSession::RcptReply(int i, const SmtpReply& reply, Transaction* t) {
+  if (reply.Class() == 2) {
+    ++t->accepted;
+  } else {
+    t->Settle(i, OutcomeOf(reply), reply.Dsn(), Said(reply, "RCPT TO"));
+  }
+}
+
+bool SmtpSession::Precheck(const mailfarm::Job& job, uint64_t size,
+                           Transaction* t) {
   // An address with CR, LF or other controls would smuggle commands into the
   // session: refuse it here whatever the front end let through.
   if (HasControl(job.sender())) {
-    settle_pending(mailfarm::OUTCOME_PERMFAIL, "5.1.7",
-                   "sender address contains control characters");
-    return out;
+    t->SettlePending(mailfarm::OUTCOME_PERMFAIL, "5.1.7",
+                     "sender address contains control characters");
+    return false;
   }
   int sendable = 0;
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < job.recipients_size(); ++i) {
     if (HasControl(job.recipients(i).address())) {
-      out[i] =
-          RecipientOutcome{mailfarm::OUTCOME_PERMFAIL, "5.1.3",
-                           "recipient address contains control characters"};
-      final[i] = true;
+      t->Settle(i, mailfarm::OUTCOME_PERMFAIL, "5.1.3",
+                "recipient address contains control characters");
     } else {
       ++sendable;
     }
   }
-  if (sendable == 0) return out;
+  if (sendable == 0) return false;
   if (job.smtputf8() && !caps_.smtputf8) {
-    settle_pending(
+    t->SettlePending(
         mailfarm::OUTCOME_PERMFAIL, "5.6.7",
         "SMTPUTF8 is required, but was not offered by host " + relay());
-    return out;
+    return false;
   }
-  uint64_t size = prefix.size() + message.size();
   if (caps_.size && caps_.size_limit > 0 && size > caps_.size_limit) {
-    settle_pending(
+    t->SettlePending(
         mailfarm::OUTCOME_PERMFAIL, "5.3.4",
         "message size " + std::to_string(size) + " exceeds size limit " +
             std::to_string(caps_.size_limit) + " of server " + relay());
-    return out;
+    return false;
   }
+  return true;
+}
+
+std::string SmtpSession::MailCommand(const mailfarm::Job& job,
+                                     uint64_t size) const {
   std::string mail = "MAIL FROM:<" + job.sender() + ">";
   if (caps_.size) mail += " SIZE=" + std::to_string(size);
   if (job.eight_bit() && caps_.eightbitmime) mail += " BODY=8BITMIME";
   if (job.smtputf8()) mail += " SMTPUTF8";
-  mail += "\r\n";
-  const bool pipelined = esmtp_ && caps_.pipelining;
+  return mail + "\r\n";
+}
+
+bool SmtpSession::EnvelopeStepwise(const mailfarm::Job& job, Transaction* t,
+                                   SmtpReply* data_reply) {
   const int cmd_ms = settings_.command_timeout_ms;
   std::string lost;
   SmtpReply reply;
-
-  // MAIL FROM and RCPT TO (with DATA) as one write when pipelining.
-  connection_->Queue(mail);
-  if (!pipelined) {
-    if (!Flush(cmd_ms, "sending MAIL FROM", &lost) ||
-        !Read(cmd_ms, "sending MAIL FROM", &reply, &lost)) {
-      return lost_connection(lost);
-    }
-    if (reply.Class() != 2) {
-      settle_pending(OutcomeOf(reply), reply.Dsn(), Said(reply, "MAIL FROM"));
-      return out;
-    }
+  if (!Flush(cmd_ms, "sending MAIL FROM", &lost) ||
+      !Read(cmd_ms, "sending MAIL FROM", &reply, &lost)) {
+    return Lost(t, lost);
   }
-  int accepted = 0;
-  for (int i = 0; i < n; ++i) {
-    if (final[i]) continue;  // refused above, never sent
+  if (reply.Class() != 2) {
+    t->SettlePending(OutcomeOf(reply), reply.Dsn(), Said(reply, "MAIL FROM"));
+    return false;
+  }
+  for (int i = 0; i < job.recipients_size(); ++i) {
+    if (t->settled[i]) continue;  // refused by Precheck, never sent
     connection_->Queue("RCPT TO:<" + job.recipients(i).address() + ">\r\n");
-    if (pipelined) continue;
     if (!Flush(cmd_ms, "sending RCPT TO", &lost) ||
         !Read(cmd_ms, "sending RCPT TO", &reply, &lost)) {
-      return lost_connection(lost);
+      return Lost(t, lost);
     }
-    if (reply.Class() == 2) {
-      ++accepted;
-    } else {
-      out[i] = RecipientOutcome{OutcomeOf(reply), reply.Dsn(),
-                                Said(reply, "RCPT TO")};
-      final[i] = true;
-    }
+    RcptReply(i, reply, t);
   }
-  if (pipelined) {
-    connection_->Queue("DATA\r\n");
-    if (!Flush(cmd_ms, "sending MAIL FROM", &lost))
-      return lost_connection(lost);
-    SmtpReply mail_reply;
-    if (!Read(cmd_ms, "sending MAIL FROM", &mail_reply, &lost)) {
-      return lost_connection(lost);
-    }
-    for (int i = 0; i < n; ++i) {
-      if (final[i]) continue;
-      if (!Read(cmd_ms, "sending RCPT TO", &reply, &lost)) {
-        return lost_connection(lost);
-      }
-      if (mail_reply.Class() == 2 && reply.Class() == 2) {
-        ++accepted;
-      } else if (mail_reply.Class() == 2) {
-        out[i] = RecipientOutcome{OutcomeOf(reply), reply.Dsn(),
-                                  Said(reply, "RCPT TO")};
-        final[i] = true;
-      }
-    }
-    if (!Read(settings_.data_init_timeout_ms, "sending DATA command", &reply,
-              &lost)) {
-      return lost_connection(lost);
-    }
-    if (mail_reply.Class() != 2) {
-      settle_pending(OutcomeOf(mail_reply), mail_reply.Dsn(),
+  if (t->accepted == 0) return false;
+  connection_->Queue("DATA\r\n");
+  if (!Flush(cmd_ms, "sending DATA command", &lost) ||
+      !Read(settings_.data_init_timeout_ms, "sending DATA command", data_reply,
+            &lost)) {
+    return Lost(t, lost);
+  }
+  return true;
+}
+
+bool SmtpSession::EnvelopePipelined(const mailfarm::Job& job, Transaction* t,
+                                    SmtpReply* data_reply) {
+  // RFC 2920: MAIL, every RCPT and DATA go out as one write; the replies are
+  // then read in order.
+  const int cmd_ms = settings_.command_timeout_ms;
+  std::vector<int> sent;
+  for (int i = 0; i < job.recipients_size(); ++i) {
+    if (t->settled[i]) continue;
+    connection_->Queue("RCPT TO:<" + job.recipients(i).address() + ">\r\n");
+    sent.push_back(i);
+  }
+  connection_->Queue("DATA\r\n");
+  std::string lost;
+  SmtpReply mail_reply;
+  SmtpReply reply;
+  if (!Flush(cmd_ms, "sending MAIL FROM", &lost) ||
+      !Read(cmd_ms, "sending MAIL FROM", &mail_reply, &lost)) {
+    return Lost(t, lost);
+  }
+  for (int i : sent) {
+    if (!Read(cmd_ms, "sending RCPT TO", &reply, &lost)) return Lost(t, lost);
+    if (mail_reply.Class() == 2) RcptReply(i, reply, t);
+  }
+  if (!Read(settings_.data_init_timeout_ms, "sending DATA command", data_reply,
+            &lost)) {
+    return Lost(t, lost);
+  }
+  if (mail_reply.Class() != 2) {
+    t->SettlePending(OutcomeOf(mail_reply), mail_reply.Dsn(),
                      Said(mail_reply, "MAIL FROM"));
-    }
-    if (reply.code == 354 && accepted == 0) {
-      // RFC 2920 3.1: the server took DATA with no valid recipient; send an
-      // empty message to end it, then forget its reply (RSET follows).
-      connection_->Queue(".\r\n");
-      if (!Flush(cmd_ms, "ending an empty DATA", &lost) ||
-          !Read(settings_.data_done_timeout_ms, "ending an empty DATA", &reply,
-                &lost)) {
-        usable_ = false;
-      }
-      return out;
-    }
-    if (accepted == 0) return out;
-  } else {
-    if (accepted == 0) return out;
-    connection_->Queue("DATA\r\n");
-    if (!Flush(cmd_ms, "sending DATA command", &lost) ||
-        !Read(settings_.data_init_timeout_ms, "sending DATA command", &reply,
+  }
+  if (t->accepted > 0) return true;
+  if (data_reply->code == 354) {
+    // RFC 2920 3.1: the server took DATA with no valid recipient; send an
+    // empty message to end it and forget its reply (RSET follows).
+    connection_->Queue(".\r\n");
+    if (!Flush(cmd_ms, "ending an empty DATA", &lost) ||
+        !Read(settings_.data_done_timeout_ms, "ending an empty DATA", &reply,
               &lost)) {
-      return lost_connection(lost);
+      usable_ = false;
     }
   }
+  return false;
+}
+
+std::vector<RecipientOutcome> SmtpSession::Send(const mailfarm::Job& job,
+                                                const std::string& prefix,
+                                                const MessageReader& message) {
+  Transaction t(job.recipients_size());
+  const uint64_t size = prefix.size() + message.size();
+  if (!Precheck(job, size, &t)) return t.out;
+  connection_->Queue(MailCommand(job, size));
+  SmtpReply reply;
+  bool go = esmtp_ && caps_.pipelining ? EnvelopePipelined(job, &t, &reply)
+                                       : EnvelopeStepwise(job, &t, &reply);
+  if (!go) return t.out;
   if (reply.code != 354) {
-    settle_pending(
+    // A 2xx to DATA is a protocol error, not a delivery.
+    t.SettlePending(
         OutcomeOf(reply) == mailfarm::OUTCOME_OK ? mailfarm::OUTCOME_TEMPFAIL
                                                  : OutcomeOf(reply),
         reply.Class() == 2 ? "4.5.0" : reply.Dsn(), Said(reply, "DATA"));
-    return out;
+    return t.out;
   }
-  if (!SendBody(prefix, message, &lost)) return lost_connection(lost);
-  if (!Read(settings_.data_done_timeout_ms,
+  std::string lost;
+  if (!SendBody(prefix, message, &lost) ||
+      !Read(settings_.data_done_timeout_ms,
             "sending end of data -- message may be sent more than once", &reply,
             &lost)) {
-    return lost_connection(lost);
+    Lost(&t, lost);
+    return t.out;
   }
   if (reply.Class() == 2) {
-    settle_pending(mailfarm::OUTCOME_OK, reply.Dsn(), reply.Text());
+    t.SettlePending(mailfarm::OUTCOME_OK, reply.Dsn(), reply.Text());
   } else {
-    settle_pending(OutcomeOf(reply), reply.Dsn(), Said(reply, "end of DATA"));
+    t.SettlePending(OutcomeOf(reply), reply.Dsn(), Said(reply, "end of DATA"));
   }
-  return out;
+  return t.out;
 }
 
 bool SmtpSession::Reset() {

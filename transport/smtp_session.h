@@ -101,6 +101,21 @@ class SmtpSession {
   int Budget(int timeout_ms) const;
   // "host X said: 550 ... (in reply to RCPT TO command)"
   std::string Said(const SmtpReply& reply, const char* command) const;
+  struct Transaction;  // per-recipient state of one Send
+  // Settles the pending recipients as deferred by `lost`; returns false.
+  bool Lost(Transaction* t, const std::string& lost);
+  void RcptReply(int index, const SmtpReply& reply, Transaction* t);
+  // Refuses what cannot be sent (control characters, SMTPUTF8, SIZE) before
+  // MAIL; false when nothing is left to send.
+  bool Precheck(const mailfarm::Job& job, uint64_t size, Transaction* t);
+  std::string MailCommand(const mailfarm::Job& job, uint64_t size) const;
+  // MAIL (already queued), RCPT, DATA: one command at a time or pipelined.
+  // True with *data_reply set when DATA was sent for an accepted recipient;
+  // false when every recipient is settled.
+  bool EnvelopeStepwise(const mailfarm::Job& job, Transaction* t,
+                        SmtpReply* data_reply);
+  bool EnvelopePipelined(const mailfarm::Job& job, Transaction* t,
+                         SmtpReply* data_reply);
   // Writes the dot-stuffed message; false with *lost filled on failure.
   bool SendBody(const std::string& prefix, const MessageReader& message,
                 std::string* lost);
