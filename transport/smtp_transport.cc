@@ -180,42 +180,8 @@ void SmtpTransport::Deliver(const mailfarm::Job& job,
   }
   const std::string key = channel_name_ + " " + destination;
   const int64_t started = Now();
-  // The scheduler aborts a job past its deadline; give up a little before,
-  // with a reason, rather than be killed mid-conversation.
-  settings_.deadline_ms = 0;
-  if (job.deadline_unix_ms() > 0) {
-    int64_t left = job.deadline_unix_ms() - farm::RealClock()->NowUnixMs();
-    settings_.deadline_ms = started + std::max<int64_t>(left, 1000);
-  }
-  if (session_) session_->SetDeadline(settings_.deadline_ms);
-  if (session_ &&
-      (key != session_key_ || session_->Stale() || !session_->Reset())) {
-    CloseSession();
-  }
-  if (!session_) {
-    Resolution resolution = Resolve(*nexthop, resolver_options_, &rng_);
-    if (!resolution.status.ok()) {
-      bool temporary =
-          resolution.status.code() == farm::Status::Code::kTempFail;
-      report.AddAll(
-          temporary ? mailfarm::OUTCOME_TEMPFAIL : mailfarm::OUTCOME_PERMFAIL,
-          resolution.dsn, resolution.status.message(), "none");
-      result->set_connection_failure(temporary);
-      return;
-    }
-    SessionFailure failure;
-    session_ = Connect(resolution, &failure);
-    if (!session_) {
-      report.SetTimes(Now() - started, 0);
-      report.AddAll(failure.permanent ? mailfarm::OUTCOME_PERMFAIL
-                                      : mailfarm::OUTCOME_TEMPFAIL,
-                    failure.dsn, failure.text, "none");
-      result->set_connection_failure(true);
-      return;
-    }
-    session_key_ = key;
-    session_messages_ = 0;
-  }
+  SetDeadline(job, started);
+  if (!UseSession(*nexthop, key, started, &report, result)) return;
   const int64_t ready = Now();
   std::string prefix =
       MessagePrefix(job, hostname_, TraceKind::kRelay, nullptr);
@@ -235,6 +201,49 @@ void SmtpTransport::Deliver(const mailfarm::Job& job,
   } else {
     CloseSession();
   }
+}
+
+void SmtpTransport::SetDeadline(const mailfarm::Job& job, int64_t now) {
+  // The scheduler aborts a job past its deadline; give up a little before,
+  // with a reason, rather than be killed mid-conversation.
+  settings_.deadline_ms = 0;
+  if (job.deadline_unix_ms() > 0) {
+    int64_t left = job.deadline_unix_ms() - farm::RealClock()->NowUnixMs();
+    settings_.deadline_ms = now + std::max<int64_t>(left, 1000);
+  }
+  if (session_) session_->SetDeadline(settings_.deadline_ms);
+}
+
+bool SmtpTransport::UseSession(const Nexthop& nexthop, const std::string& key,
+                               int64_t started, DeliveryReport* report,
+                               mailfarm::Result* result) {
+  if (session_ &&
+      (key != session_key_ || session_->Stale() || !session_->Reset())) {
+    CloseSession();
+  }
+  if (session_) return true;
+  Resolution resolution = Resolve(nexthop, resolver_options_, &rng_);
+  if (!resolution.status.ok()) {
+    bool temporary = resolution.status.code() == farm::Status::Code::kTempFail;
+    report->AddAll(
+        temporary ? mailfarm::OUTCOME_TEMPFAIL : mailfarm::OUTCOME_PERMFAIL,
+        resolution.dsn, resolution.status.message(), "none");
+    result->set_connection_failure(temporary);
+    return false;
+  }
+  SessionFailure failure;
+  session_ = Connect(resolution, &failure);
+  if (!session_) {
+    report->SetTimes(Now() - started, 0);
+    report->AddAll(failure.permanent ? mailfarm::OUTCOME_PERMFAIL
+                                     : mailfarm::OUTCOME_TEMPFAIL,
+                   failure.dsn, failure.text, "none");
+    result->set_connection_failure(true);
+    return false;
+  }
+  session_key_ = key;
+  session_messages_ = 0;
+  return true;
 }
 
 void SmtpTransport::Idle() {

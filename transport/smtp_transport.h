@@ -15,6 +15,7 @@
 
 #include "config.pb.h"
 #include "farm/job_server.h"
+#include "transport/delivery.h"
 #include "transport/mx_lookup.h"
 #include "transport/smtp_session.h"
 
@@ -43,6 +44,14 @@ class SmtpTransport : public farm::JobHandler {
   // open_session and connection_failure.
   void Deliver(const mailfarm::Job& job, const std::string& destination,
                mailfarm::Result* result);
+  // Cuts the session's timeouts to the job's deadline (if any).
+  void SetDeadline(const mailfarm::Job& job, int64_t now);
+  // Makes session_ a live session to `key`: the open one after RSET, or a new
+  // one (resolve, connect). False when none could be made: every recipient
+  // is then reported and connection_failure set as fits.
+  bool UseSession(const Nexthop& nexthop, const std::string& key,
+                  int64_t started, DeliveryReport* report,
+                  mailfarm::Result* result);
   // Opens a session to the first endpoint that works; nullptr with the
   // failure filled when none does.
   std::unique_ptr<SmtpSession> Connect(const Resolution& resolution,
