@@ -43,6 +43,13 @@ class MessageReader {
   uint64_t size_;
 };
 
+// The outcome of one recipient, as a transport module decides it.
+struct RecipientOutcome {
+  mailfarm::Outcome outcome = mailfarm::OUTCOME_TEMPFAIL;
+  std::string dsn;
+  std::string text;
+};
+
 // RFC 5322 date-time, e.g. "Sun, 22 Nov 2026 08:22:11 +0000".
 std::string RfcDate(int64_t unix_ms);
 

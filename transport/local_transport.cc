@@ -27,8 +27,8 @@ constexpr size_t kWriteBytes = 256 * 1024;
 
 // Maps a failed system call to a recipient outcome. Problems an operator or a
 // retry can fix are deferred; a path that can never work is bounced.
-MailboxOutcome ErrnoOutcome(const std::string& what, int err) {
-  MailboxOutcome out;
+RecipientOutcome ErrnoOutcome(const std::string& what, int err) {
+  RecipientOutcome out;
   out.text = what + ": " + strerror(err);
   switch (err) {
     case ENOSPC:
@@ -55,9 +55,9 @@ MailboxOutcome ErrnoOutcome(const std::string& what, int err) {
   return out;
 }
 
-MailboxOutcome Fail(mailfarm::Outcome outcome, const std::string& dsn,
-                    const std::string& text) {
-  return MailboxOutcome{outcome, dsn, text};
+RecipientOutcome Fail(mailfarm::Outcome outcome, const std::string& dsn,
+                      const std::string& text) {
+  return RecipientOutcome{outcome, dsn, text};
 }
 
 // mkdir -p with `mode`; errno of the first failure, 0 on success.
@@ -132,8 +132,8 @@ std::string UniqueName(const std::string& host) {
 }
 
 // Maps the Status of a failed write of `path` (no errno left) to an outcome.
-MailboxOutcome WriteOutcome(const std::string& path,
-                            const farm::Status& status) {
+RecipientOutcome WriteOutcome(const std::string& path,
+                              const farm::Status& status) {
   std::string text = "cannot write " + path + ": " + status.message();
   if (status.code() == farm::Status::Code::kNoSpace) {
     return Fail(mailfarm::OUTCOME_TEMPFAIL, "4.2.2", "mailbox full: " + text);
@@ -157,10 +157,10 @@ bool LockWithTimeout(int fd, int timeout_ms) {
 
 }  // namespace
 
-MailboxOutcome DeliverMaildir(const std::string& dir, bool create,
-                              const std::string& prefix,
-                              const MessageReader& message,
-                              const std::string& unique_host) {
+RecipientOutcome DeliverMaildir(const std::string& dir, bool create,
+                                const std::string& prefix,
+                                const MessageReader& message,
+                                const std::string& unique_host) {
   std::string base = dir;
   while (base.size() > 1 && base.back() == '/') base.pop_back();
   struct stat st;
@@ -227,9 +227,11 @@ MailboxOutcome DeliverMaildir(const std::string& dir, bool create,
               "delivered to maildir " + dir + " (" + name + ")");
 }
 
-MailboxOutcome DeliverMbox(const std::string& path, bool create,
-                           const std::string& sender, const std::string& prefix,
-                           const MessageReader& message, int lock_timeout_ms) {
+RecipientOutcome DeliverMbox(const std::string& path, bool create,
+                             const std::string& sender,
+                             const std::string& prefix,
+                             const MessageReader& message,
+                             int lock_timeout_ms) {
   if (create) {
     size_t slash = path.rfind('/');
     if (slash != std::string::npos && slash > 0) {
@@ -297,7 +299,7 @@ LocalTransport::LocalTransport(const mailfarm::config::ChannelConfig& channel,
                                std::string hostname)
     : config_(channel.local()), hostname_(std::move(hostname)) {}
 
-MailboxOutcome LocalTransport::DeliverOne(
+RecipientOutcome LocalTransport::DeliverOne(
     const mailfarm::Job& job, const mailfarm::JobRecipient& recipient,
     const MessageReader& message, std::string* where) {
   AddressParts parts = SplitAddress(recipient.address());
@@ -352,7 +354,7 @@ void LocalTransport::Handle(const mailfarm::Job& job,
   }
   for (const mailfarm::JobRecipient& recipient : job.recipients()) {
     std::string where;
-    MailboxOutcome out = DeliverOne(job, recipient, *message, &where);
+    RecipientOutcome out = DeliverOne(job, recipient, *message, &where);
     report.Add(recipient, out.outcome, out.dsn, out.text, "local");
   }
   report.Finish();

@@ -13,28 +13,22 @@
 
 namespace transport {
 
-// The outcome of one mailbox write, for one recipient.
-struct MailboxOutcome {
-  mailfarm::Outcome outcome = mailfarm::OUTCOME_OK;
-  std::string dsn = "2.0.0";
-  std::string text;
-};
-
 // Writes `prefix` then the message into a new file of the Maildir `dir`
 // (which ends in '/'), creating the Maildir when `create` is set. The file is
 // fsynced, renamed into new/ and new/ is fsynced before an OK outcome.
 // `unique_host` goes into the file name. Failure outcomes name the path.
-MailboxOutcome DeliverMaildir(const std::string& dir, bool create,
-                              const std::string& prefix,
-                              const MessageReader& message,
-                              const std::string& unique_host);
+RecipientOutcome DeliverMaildir(const std::string& dir, bool create,
+                                const std::string& prefix,
+                                const MessageReader& message,
+                                const std::string& unique_host);
 
 // Appends a From_ line, `prefix` and the message (From_ quoted) to the mbox
 // `path` under an fcntl write lock (waiting up to lock_timeout_ms), fsyncs,
 // and cuts the file back to its old size on a write error.
-MailboxOutcome DeliverMbox(const std::string& path, bool create,
-                           const std::string& sender, const std::string& prefix,
-                           const MessageReader& message, int lock_timeout_ms);
+RecipientOutcome DeliverMbox(const std::string& path, bool create,
+                             const std::string& sender,
+                             const std::string& prefix,
+                             const MessageReader& message, int lock_timeout_ms);
 
 // One per child; Handle is not thread-safe.
 class LocalTransport : public farm::JobHandler {
@@ -44,9 +38,9 @@ class LocalTransport : public farm::JobHandler {
   void Handle(const mailfarm::Job& job, mailfarm::Result* result) override;
 
  private:
-  MailboxOutcome DeliverOne(const mailfarm::Job& job,
-                            const mailfarm::JobRecipient& recipient,
-                            const MessageReader& message, std::string* where);
+  RecipientOutcome DeliverOne(const mailfarm::Job& job,
+                              const mailfarm::JobRecipient& recipient,
+                              const MessageReader& message, std::string* where);
 
   mailfarm::config::LocalConfig config_;
   std::string hostname_;

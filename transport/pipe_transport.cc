@@ -263,14 +263,8 @@ PipeTransport::PipeTransport(const mailfarm::config::ChannelConfig& channel,
 
 namespace {
 
-struct PipeOutcome {
-  mailfarm::Outcome outcome;
-  std::string dsn;
-  std::string text;
-};
-
-PipeOutcome Interpret(const CommandExit& exit, const std::string& command,
-                      int timeout_ms) {
+RecipientOutcome Interpret(const CommandExit& exit, const std::string& command,
+                           int timeout_ms) {
   std::string detail =
       exit.first_stderr_line.empty() ? "" : ": " + exit.first_stderr_line;
   if (!exit.spawn.ok()) {
@@ -297,6 +291,68 @@ PipeOutcome Interpret(const CommandExit& exit, const std::string& command,
 
 }  // namespace
 
+farm::StatusOr<std::vector<std::string>> PipeTransport::Argv(
+    const mailfarm::Job& job, const mailfarm::JobRecipient* recipient) const {
+  if (!job.nexthop().empty()) {
+    auto words = SplitCommand(job.nexthop());
+    if (!words.ok()) {
+      return farm::Status::Invalid("bad alias command: " +
+                                   words.status().message());
+    }
+    return words;
+  }
+  TemplateVars vars{{"sender", job.sender()}, {"qid", job.qid()}};
+  if (recipient != nullptr) {
+    AddressParts parts = SplitAddress(recipient->address());
+    vars["recipient"] = recipient->address();
+    vars["user"] = parts.local;
+    vars["domain"] = parts.domain;
+  }
+  std::vector<std::string> argv;
+  for (const std::string& arg : config_.argv()) {
+    auto expanded = ExpandTemplate(arg, vars);
+    if (!expanded.ok()) {
+      return farm::Status::Invalid("bad pipe argv: " +
+                                   expanded.status().message());
+    }
+    argv.push_back(std::move(*expanded));
+  }
+  return argv;
+}
+
+RecipientOutcome PipeTransport::RunFor(const mailfarm::Job& job,
+                                       const MessageReader& message,
+                                       const mailfarm::JobRecipient* recipient,
+                                       int timeout_ms) const {
+  auto argv = Argv(job, recipient);
+  if (!argv.ok()) {
+    // A configuration (or alias) error: defer so that a fix delivers it.
+    return {mailfarm::OUTCOME_TEMPFAIL, "4.3.5", argv.status().message()};
+  }
+  std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin",
+                                  "SENDER=" + job.sender(), "QID=" + job.qid()};
+  if (recipient != nullptr) env.push_back("RECIPIENT=" + recipient->address());
+  std::string prefix =
+      MessagePrefix(job, hostname_, TraceKind::kLocal, recipient);
+  StdinProducer producer = [&](const auto& write) -> farm::Status {
+    LineEncoder encoder(LineEncoder::Mode::kUnix);
+    std::string out;
+    encoder.Feed(prefix, &out);
+    MAILFARM_RETURN_IF_ERROR(
+        message.ForEachChunk([&](std::string_view chunk) -> farm::Status {
+          encoder.Feed(chunk, &out);
+          if (out.size() < kWriteBytes) return farm::Status::Ok();
+          farm::Status s = write(out);
+          out.clear();
+          return s;
+        }));
+    encoder.Finish(&out);
+    return write(out);
+  };
+  CommandExit exit = RunCommand(*argv, env, producer, timeout_ms);
+  return Interpret(exit, (*argv)[0], timeout_ms);
+}
+
 void PipeTransport::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
   DeliveryReport report(job, result);
   // A nexthop is an alias's "|command" (the router's pipe_channel route): it
@@ -320,64 +376,13 @@ void PipeTransport::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
     timeout_ms = static_cast<int>(
         std::max<int64_t>(1000, std::min<int64_t>(timeout_ms, left)));
   }
-  auto run = [&](const mailfarm::JobRecipient* recipient) -> PipeOutcome {
-    TemplateVars vars{{"sender", job.sender()}, {"qid", job.qid()}};
-    if (recipient != nullptr) {
-      AddressParts parts = SplitAddress(recipient->address());
-      vars["recipient"] = recipient->address();
-      vars["user"] = parts.local;
-      vars["domain"] = parts.domain;
-    }
-    std::vector<std::string> argv;
-    if (alias_command) {
-      auto words = SplitCommand(job.nexthop());
-      if (!words.ok()) {
-        return {mailfarm::OUTCOME_TEMPFAIL, "4.3.5",
-                "bad alias command: " + words.status().message()};
-      }
-      argv = std::move(*words);
-    } else {
-      for (const std::string& arg : config_.argv()) {
-        auto expanded = ExpandTemplate(arg, vars);
-        if (!expanded.ok()) {
-          return {mailfarm::OUTCOME_TEMPFAIL, "4.3.5",
-                  "bad pipe argv: " + expanded.status().message()};
-        }
-        argv.push_back(std::move(*expanded));
-      }
-    }
-    std::vector<std::string> env = {"PATH=/usr/local/bin:/usr/bin:/bin",
-                                    "SENDER=" + job.sender(),
-                                    "QID=" + job.qid()};
-    if (recipient != nullptr)
-      env.push_back("RECIPIENT=" + recipient->address());
-    std::string prefix =
-        MessagePrefix(job, hostname_, TraceKind::kLocal, recipient);
-    StdinProducer producer = [&](const auto& write) -> farm::Status {
-      LineEncoder encoder(LineEncoder::Mode::kUnix);
-      std::string out;
-      encoder.Feed(prefix, &out);
-      MAILFARM_RETURN_IF_ERROR(
-          message->ForEachChunk([&](std::string_view chunk) -> farm::Status {
-            encoder.Feed(chunk, &out);
-            if (out.size() < kWriteBytes) return farm::Status::Ok();
-            farm::Status s = write(out);
-            out.clear();
-            return s;
-          }));
-      encoder.Finish(&out);
-      return write(out);
-    };
-    CommandExit exit = RunCommand(argv, env, producer, timeout_ms);
-    return Interpret(exit, argv[0], timeout_ms);
-  };
   if (per_recipient_ || alias_command) {
     for (const mailfarm::JobRecipient& recipient : job.recipients()) {
-      PipeOutcome out = run(&recipient);
+      RecipientOutcome out = RunFor(job, *message, &recipient, timeout_ms);
       report.Add(recipient, out.outcome, out.dsn, out.text, "pipe");
     }
   } else {
-    PipeOutcome out = run(nullptr);
+    RecipientOutcome out = RunFor(job, *message, nullptr, timeout_ms);
     report.AddAll(out.outcome, out.dsn, out.text, "pipe");
   }
   report.Finish();

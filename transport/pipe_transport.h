@@ -14,6 +14,7 @@
 #include "config.pb.h"
 #include "farm/job_server.h"
 #include "farm/status.h"
+#include "transport/delivery.h"
 
 namespace transport {
 
@@ -47,6 +48,16 @@ class PipeTransport : public farm::JobHandler {
   void Handle(const mailfarm::Job& job, mailfarm::Result* result) override;
 
  private:
+  // The command for `recipient` (nullptr: once for the message): the alias
+  // command of job.nexthop, or pipe.argv expanded. kInvalid naming the error.
+  farm::StatusOr<std::vector<std::string>> Argv(
+      const mailfarm::Job& job, const mailfarm::JobRecipient* recipient) const;
+  // Runs the command once and maps how it ended to an outcome.
+  RecipientOutcome RunFor(const mailfarm::Job& job,
+                          const MessageReader& message,
+                          const mailfarm::JobRecipient* recipient,
+                          int timeout_ms) const;
+
   mailfarm::config::PipeConfig config_;
   std::string hostname_;
   bool per_recipient_;

@@ -29,13 +29,6 @@ struct SessionFailure {
   std::string text;
 };
 
-// The outcome of one recipient in a transaction.
-struct RecipientOutcome {
-  mailfarm::Outcome outcome = mailfarm::OUTCOME_TEMPFAIL;
-  std::string dsn;
-  std::string text;
-};
-
 // Settings of a session, from the channel's SmtpClientConfig.
 struct SessionSettings {
   std::string helo_name;
