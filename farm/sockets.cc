@@ -33,19 +33,25 @@ StatusOr<sockaddr_un> UnixAddress(const std::string& path) {
 
 StatusOr<UniqueFd> ListenUnix(const std::string& path, mode_t mode,
                               int backlog) {
-  auto addr = UnixAddress(path);
+  // Bound and listening under a temporary name first, then renamed into place:
+  // a client never finds the path before it accepts connections, and a
+  // running predecessor's socket is replaced in one step.
+  std::string tmp = path + ".new";
+  auto addr = UnixAddress(tmp);
   if (!addr.ok()) return addr.status();
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return Status::FromErrno("socket(AF_UNIX)", errno);
-  ::unlink(path.c_str());  // a stale socket from a previous run
+  ::unlink(tmp.c_str());
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&*addr), sizeof(*addr)) !=
       0) {
     return Status::FromErrno("bind " + path, errno);
   }
-  if (::chmod(path.c_str(), mode) != 0)
+  if (::chmod(tmp.c_str(), mode) != 0)
     return Status::FromErrno("chmod " + path, errno);
   if (::listen(fd.get(), backlog) != 0)
     return Status::FromErrno("listen " + path, errno);
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    return Status::FromErrno("rename " + path, errno);
   return fd;
 }
 

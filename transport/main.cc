@@ -70,8 +70,15 @@ farm::StatusOr<farm::FarmIdentity> Identify(const farm::Config& config) {
   if (channel == nullptr) {
     return farm::Status::Invalid("no channel named \"" + FLAGS_channel + "\"");
   }
-  return farm::FarmIdentity{farm::TransportFarmName(channel->name()),
-                            channel->farm()};
+  farm::FarmIdentity identity{farm::TransportFarmName(channel->name()),
+                              channel->farm()};
+  // A child is killed as stuck only well after the scheduler's own deadline
+  // for the delivery (which also bounds every SMTP timeout), unless the
+  // operator set job_timeout_ms explicitly.
+  if (!channel->farm().has_job_timeout_ms()) {
+    identity.pool.set_job_timeout_ms(channel->delivery_timeout_ms() + 60000);
+  }
+  return identity;
 }
 
 std::unique_ptr<farm::JobHandler> MakeHandler(const farm::Config& config) {
