@@ -209,7 +209,8 @@ void RecipientResolver::ExpandLocal(const std::string& local,
       if (!x.expanded.insert(name).second)
         return;  // reached twice: already routed
       x.path.push_back(name);
-      ExpandTargets(*targets, name, domain, depth + 1, x);
+      ExpandTargets(*targets, name, domain, depth + 1, /*from_include=*/false,
+                    x);
       x.path.pop_back();
       return;
     }
@@ -224,7 +225,7 @@ void RecipientResolver::ExpandLocal(const std::string& local,
 void RecipientResolver::ExpandTargets(const std::vector<AliasTarget>& targets,
                                       const std::string& owner,
                                       const std::string& domain, int depth,
-                                      Expansion& x) const {
+                                      bool from_include, Expansion& x) const {
   if (depth > static_cast<int>(tables_.config.alias_max_depth())) {
     x.Perm("5.4.6",
            "<" + owner + "@" + domain + ">: alias expansion deeper than " +
@@ -254,11 +255,20 @@ void RecipientResolver::ExpandTargets(const std::vector<AliasTarget>& targets,
         ExpandLocal(t.value, domain, depth, /*alias_lookup=*/false, x);
         break;
       case AliasTarget::Kind::kPipe:
-        x.AddRoute(owner_address, tables_.config.pipe_channel(), t.value);
+      case AliasTarget::Kind::kFile: {
+        const bool pipe = t.kind == AliasTarget::Kind::kPipe;
+        if (from_include && !tables_.config.include_allows_pipes_and_files()) {
+          x.Perm("5.7.1", "<" + owner_address + ">: " + (pipe ? "|" : "") +
+                              t.value +
+                              " from an :include: file is not allowed");
+          break;
+        }
+        x.AddRoute(owner_address,
+                   pipe ? tables_.config.pipe_channel()
+                        : tables_.config.file_channel(),
+                   t.value);
         break;
-      case AliasTarget::Kind::kFile:
-        x.AddRoute(owner_address, tables_.config.file_channel(), t.value);
-        break;
+      }
       case AliasTarget::Kind::kInclude: {
         if (!x.expanded.insert(":include:" + t.value).second) break;
         auto included = include_(t.value);
@@ -267,7 +277,8 @@ void RecipientResolver::ExpandTargets(const std::vector<AliasTarget>& targets,
                  ": " + included.status().message());
           break;
         }
-        ExpandTargets(included.value(), owner, domain, depth + 1, x);
+        ExpandTargets(included.value(), owner, domain, depth + 1,
+                      /*from_include=*/true, x);
         break;
       }
     }

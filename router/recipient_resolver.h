@@ -51,7 +51,8 @@ class RecipientResolver {
   // Routes of `address`. On success outcome OK with one or more routes
   // (address, channel, nexthop), duplicates removed. Failures:
   //   PERMFAIL 5.1.1 unknown local user, 5.1.3 bad address syntax,
-  //   5.4.4 no route for the domain, 5.4.6 alias loop or expansion too deep;
+  //   5.4.4 no route for the domain, 5.4.6 alias loop or expansion too deep,
+  //   5.7.1 a pipe or file target from an :include: file (not allowed);
   //   TEMPFAIL 4.3.0 aliases file or :include: file unavailable.
   // Pipe routes carry the command in nexthop, file routes the path; both carry
   // the alias's own address (name@domain) as address. index is left 0.
@@ -64,9 +65,11 @@ class RecipientResolver {
                      Expansion& x) const;
   void ExpandLocal(const std::string& local, const std::string& domain,
                    int depth, bool alias_lookup, Expansion& x) const;
+  // from_include: the targets come from an :include: file (pipes and files
+  // are then refused unless include_allows_pipes_and_files).
   void ExpandTargets(const std::vector<AliasTarget>& targets,
                      const std::string& owner_local, const std::string& domain,
-                     int depth, Expansion& x) const;
+                     int depth, bool from_include, Expansion& x) const;
   bool IsLocalDomain(const std::string& domain) const;
   bool UserExists(const std::string& user) const;
   std::string NormalizeLocal(const std::string& local) const;

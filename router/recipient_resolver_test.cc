@@ -211,6 +211,8 @@ TEST_F(ResolverTest, PipesAndFiles) {
 }
 
 TEST_F(ResolverTest, Includes) {
+  Build(std::string(kRouting) + "include_allows_pipes_and_files: true\n",
+        kAliases);
   EXPECT_EQ(
       Routes(Ok("list@example.com")),
       (V{"alice@example.com local ", "bob@remote.org smtp [mx.remote.org]:2525",
@@ -227,6 +229,22 @@ TEST_F(ResolverTest, Includes) {
   EXPECT_EQ(r.outcome(), mailfarm::OUTCOME_TEMPFAIL);
   EXPECT_EQ(r.dsn(), "4.3.0");
   EXPECT_NE(r.text().find("/lists/missing"), std::string::npos);
+}
+
+TEST_F(ResolverTest, PipesFromIncludesRefusedByDefault) {
+  auto r = Ok("list@example.com");
+  EXPECT_EQ(Routes(r), (V{"alice@example.com local ",
+                          "bob@remote.org smtp [mx.remote.org]:2525"}));
+  EXPECT_NE(r.text().find("|/bin/cat from an :include: file is not allowed"),
+            std::string::npos)
+      << r.text();
+  // The aliases file itself may name pipes and files.
+  EXPECT_EQ(Routes(Ok("pipe@example.com")).size(), 1u);
+  includes_["/lists/only-pipe"] = "\"|/bin/sh -c evil\", /etc/passwd";
+  Build(kRouting, "onlypipe: :include:/lists/only-pipe\n");
+  auto refused = resolver_->Resolve("onlypipe@example.com");
+  EXPECT_EQ(refused.outcome(), mailfarm::OUTCOME_PERMFAIL);
+  EXPECT_EQ(refused.dsn(), "5.7.1");
 }
 
 TEST_F(ResolverTest, PartialMembersDelivered) {

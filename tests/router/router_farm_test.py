@@ -157,9 +157,11 @@ class RouterFarmTest(unittest.TestCase):
         self.assertIn("loop1 -> loop2 -> loop1", r[2].text)
         self.assertEqual(routes(r[3]), [("pipe@example.com", "pipe", "/usr/bin/procmail -d pipe")])
         self.assertEqual(routes(r[4]), [("file@example.com", "local", "/var/mail/archive")])
+        # The include's "|/bin/cat" is refused (include_allows_pipes_and_files
+        # is false by default); the other members are routed.
         self.assertEqual(routes(r[5]), [("alice@example.com", "local", ""),
-                                        ("eve@remote.org", "smtp", "[127.0.0.1]:2600"),
-                                        ("list@example.com", "pipe", "/bin/cat")])
+                                        ("eve@remote.org", "smtp", "[127.0.0.1]:2600")])
+        self.assertIn("|/bin/cat from an :include: file is not allowed", r[5].text)
         self.assertEqual((r[6].outcome, r[6].dsn), (PERM, "5.1.1"))
         self.assertEqual(len(routes(r[7])), 3)
         conn.close()
