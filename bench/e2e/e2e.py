@@ -20,6 +20,7 @@ start. Prints a table and one `name: value` line per figure.
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -76,18 +77,20 @@ def smtp_greets(port):
 # --- /proc ----------------------------------------------------------------------
 
 def _stat(pid):
-    """(ppid, state, utime+stime+cutime+cstime in ticks) of a pid, or None."""
+    """(ppid, state, utime+stime+cutime+cstime, utime+stime (ticks), comm) of a pid, or None."""
     try:
         with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+            head, tail = f.read().rsplit(")", 1)
     except OSError:
         return None
+    fields = tail.split()
     # fields[0] is field 3 (state): ppid is 4, utime..cstime are 14..17.
-    return int(fields[1]), fields[0], sum(int(x) for x in fields[11:15])
+    return (int(fields[1]), fields[0], sum(int(x) for x in fields[11:15]),
+            int(fields[11]) + int(fields[12]), head.split("(", 1)[1])
 
 
 def process_tree(root):
-    """{pid: (state, cpu ticks)} for root and all its descendants."""
+    """{pid: (state, cpu ticks with reaped children, own cpu ticks, comm)} for a tree."""
     stats = {}
     children = {}
     for entry in os.listdir("/proc"):
@@ -106,7 +109,8 @@ def process_tree(root):
 
 
 def tree_cpu_seconds(root):
-    return sum(cpu for _, cpu in process_tree(root).values()) / HZ
+    """CPU seconds of the tree, including every child reaped inside it."""
+    return sum(cpu for _, cpu, _, _ in process_tree(root).values()) / HZ
 
 
 def _rss(pid):
@@ -129,7 +133,9 @@ def _pss(pid):
 
 
 class Sampler(threading.Thread):
-    """Samples the summed RSS (every 100 ms) and PSS (every 500 ms) of a process tree."""
+    """Samples the summed RSS (every 100 ms) and PSS (every 500 ms) of a process tree,
+    and each process's own CPU time every 200 ms (for the per-program breakdown:
+    a process's last 200 ms before it exits are missed there, never in the totals)."""
 
     def __init__(self, root_fn):
         super().__init__(daemon=True)
@@ -137,13 +143,31 @@ class Sampler(threading.Thread):
         self.peak_rss = 0
         self.peak_pss = 0
         self.peak_procs = 0
+        self.own = {}  # pid -> [comm, own ticks when first seen, own ticks when last seen]
         self._halt = threading.Event()
+        self._sample_cpu(first=True)
+
+    def _sample_cpu(self, first=False):
+        tree = process_tree(self.root_fn())
+        for pid, (_, _, own, comm) in tree.items():
+            seen = self.own.setdefault(pid, [comm, own if first else 0, own])
+            seen[2] = own
+        return tree
+
+    def by_program(self):
+        """{program: own CPU seconds while sampled}."""
+        out = {}
+        for comm, first, last in self.own.values():
+            out[comm] = out.get(comm, 0) + (last - first) / HZ
+        return out
 
     def run(self):
         n = 0
+        pids = []
         while not self._halt.is_set():
-            tree = process_tree(self.root_fn())
-            pids = [p for p, (state, _) in tree.items() if state != "Z"]
+            if n % 2 == 0:  # the tree (and CPU) every 200 ms, RSS every 100 ms
+                tree = self._sample_cpu()
+                pids = [p for p, (state, _, _, _) in tree.items() if state != "Z"]
             self.peak_rss = max(self.peak_rss, sum(_rss(p) for p in pids))
             self.peak_procs = max(self.peak_procs, len(pids))
             if n % 5 == 0:
@@ -154,12 +178,14 @@ class Sampler(threading.Thread):
     def stop(self):
         self._halt.set()
         self.join()
+        self._sample_cpu()
 
 
 # --- the disk -------------------------------------------------------------------
 
-def fdatasync_rate(directory, seconds, append):
-    """4 KB writes, each followed by fdatasync, for `seconds`: syncs per second."""
+def fdatasync_rate(directory, seconds, append, syncfs=False):
+    """4 KB writes, each followed by fdatasync (or syncfs), for `seconds`: syncs per second."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
     path = os.path.join(directory, "fdatasync.test")
     block = b"x" * 4096
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -171,7 +197,11 @@ def fdatasync_rate(directory, seconds, append):
                 os.write(fd, block)
             else:
                 os.pwrite(fd, block, 0)
-            os.fdatasync(fd)
+            if syncfs:
+                if libc.syncfs(fd) != 0:
+                    raise OSError(ctypes.get_errno(), "syncfs")
+            else:
+                os.fdatasync(fd)
             n += 1
         return n / (time.monotonic() - start)
     finally:
@@ -470,9 +500,19 @@ def measure(system, load, wait_all):
     t_e2e = time.monotonic()
     cpu1 = tree_cpu_seconds(root)
     sampler.stop()
+    by_comm = {c: round(v, 2) for c, v in sampler.by_program().items()}
     return {"inject_s": t_inj - t0, "e2e_s": t_e2e - t0, "cpu_s": cpu1 - cpu0,
+            "cpu_by_program": {c: v for c, v in by_comm.items() if v},
             "peak_rss": sampler.peak_rss, "peak_pss": sampler.peak_pss,
             "peak_procs": sampler.peak_procs}
+
+
+def smtp_source(port, sessions, messages, size):
+    r = subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-d",
+                        "-l", str(size), "-f", SENDER, "-t", RECIPIENT, "-M", "bench.test",
+                        "127.0.0.1:%d" % port], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("smtp-source failed (%d): %s" % (r.returncode, r.stderr[-2000:]))
 
 
 def throughput_run(kind, args, workdir, sessions, messages):
@@ -480,21 +520,18 @@ def throughput_run(kind, args, workdir, sessions, messages):
     system = make_system(kind, args, workdir, sink.port)
     try:
         system.start()
-
-        def load():
-            r = subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-d",
-                                "-l", str(args.size), "-f", SENDER, "-t", RECIPIENT,
-                                "-M", "bench.test", "127.0.0.1:%d" % system.smtp_port],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                raise RuntimeError("smtp-source failed (%d): %s" % (r.returncode,
-                                                                    r.stderr[-2000:]))
+        if args.warmup:
+            # Not measured: lets a system grow its process pools first.
+            smtp_source(system.smtp_port, sessions, args.warmup, args.size)
+            wait_for(lambda: sink.messages >= args.warmup, args.drain_timeout, "warm-up")
+        base = sink.messages
 
         def wait_all():
-            wait_for(lambda: sink.messages >= messages, args.drain_timeout,
-                     "%d messages at smtp-sink (has %d)" % (messages, sink.messages))
+            wait_for(lambda: sink.messages - base >= messages, args.drain_timeout,
+                     "%d messages at smtp-sink (has %d)" % (messages, sink.messages - base))
 
-        m = measure(system, load, wait_all)
+        m = measure(system, lambda: smtp_source(system.smtp_port, sessions, messages, args.size),
+                    wait_all)
     finally:
         system.stop()  # closes its cached outbound connections: the sink counts them
         sink.stop()
@@ -578,6 +615,8 @@ def main():
                    help="messages per latency run (20 sessions, both systems)")
     p.add_argument("--latency-rate", type=float, default=200,
                    help="paced rate of the latency runs, msgs/s (0: unpaced)")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="messages sent (same sessions) before each measured throughput load")
     p.add_argument("--min-seconds", type=float, default=20.0,
                    help="warn when a throughput run is shorter than this")
     p.add_argument("--fsync-seconds", type=float, default=3.0)
@@ -601,6 +640,7 @@ def main():
         log("disk: fdatasync rate in %s (%s)" % (workdir, fs))
         sync_over = fdatasync_rate(workdir, args.fsync_seconds, append=False)
         sync_append = fdatasync_rate(workdir, args.fsync_seconds, append=True)
+        syncfs_append = fdatasync_rate(workdir, args.fsync_seconds, append=True, syncfs=True)
         for rnd in range(1, args.rounds + 1):
             for load in loads:
                 for kind in systems:
@@ -615,7 +655,8 @@ def main():
                     else:
                         m = latency_run(kind, args, workdir, args.sessions,
                                         args.latency_messages)
-                    log("  " + ", ".join("%s=%.4g" % kv for kv in sorted(m.items())))
+                    log("  " + ", ".join("%s=%.4g" % kv for kv in sorted(m.items())
+                                         if not isinstance(kv[1], dict)))
                     results.setdefault((load, kind), []).append(m)
     finally:
         for fn in list(reversed(_cleanups)):
@@ -684,7 +725,26 @@ def main():
     print("| disk fdatasync/s, 4 KB overwrite | %s |" % fmt(sync_over, "/s"))
     print("| disk fdatasync/s, 4 KB append | %s |" % fmt(sync_append, "/s"))
     lines.append("disk_fdatasync_overwrite_per_s: %.0f" % sync_over)
+    print("| disk syncfs/s, 4 KB append (mailfarm's group commit) | %s |" % fmt(syncfs_append, "/s"))
     lines.append("disk_fdatasync_append_per_s: %.0f" % sync_append)
+    lines.append("disk_syncfs_append_per_s: %.0f" % syncfs_append)
+    print()
+    for load, label in (("s20", "%d sessions" % args.sessions), ("s1", "1 session")):
+        for kind in systems:
+            runs = results.get((load, kind))
+            if not runs:
+                continue
+            n = args.mf_messages if kind == "mailfarm" else args.pf_messages
+            if load == "s1":
+                n = args.mf_messages_1 if kind == "mailfarm" else args.pf_messages_1
+            progs = {}
+            for r in runs:
+                for prog, sec in r["cpu_by_program"].items():
+                    progs.setdefault(prog, []).append(sec)
+            parts = sorted(((statistics.median(v + [0] * (len(runs) - len(v))) * 1000 / n, prog)
+                            for prog, v in progs.items()), reverse=True)
+            print("CPU ms per message by program (own time, sampled), %s, %s: %s" % (
+                kind, label, ", ".join("%s %.3f" % (prog, ms) for ms, prog in parts if ms >= 0.005)))
     print()
     for line in lines:
         print(line)
