@@ -49,6 +49,11 @@ class AliasTable {
   // Targets of `name` (already normalised by the caller), or nullptr.
   const std::vector<AliasTarget>* Find(const std::string& name) const;
   size_t size() const { return entries_.size(); }
+  // Every entry, for checks over the whole table (unordered).
+  const std::unordered_map<std::string, std::vector<AliasTarget>>& entries()
+      const {
+    return entries_;
+  }
 
  private:
   std::unordered_map<std::string, std::vector<AliasTarget>> entries_;

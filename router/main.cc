@@ -2,7 +2,6 @@
 // farm skeleton (farm/job_server.h); the skeleton forks, accepts and speaks
 // Hello.
 #include "farm/job_server.h"
-#include "router/recipient_resolver.h"
 #include "router/router_handler.h"
 
 namespace {
@@ -61,8 +60,8 @@ int main(int argc, char** argv) {
   definition.identify = [](const mailfarm::config::Config& config)
       -> farm::StatusOr<farm::FarmIdentity> {
     // Refuse to start on tables the children could not use.
-    auto tables = router::LoadRouterTables(config.routing(), /*strict=*/true);
-    if (!tables.ok()) return tables.status();
+    farm::Status ok = router::CheckRouterConfig(config);
+    if (!ok.ok()) return ok;
     return farm::FarmIdentity{"router", config.router()};
   };
   definition.make_handler = router::MakeRouterHandler;

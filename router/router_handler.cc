@@ -4,6 +4,8 @@
 
 #include <glog/logging.h>
 
+#include "farm/config.h"
+
 namespace router {
 namespace {
 
@@ -55,6 +57,28 @@ void RouterHandler::Handle(const mailfarm::Job& job, mailfarm::Result* result) {
                 << " (" << r->text() << ")";
     }
   }
+}
+
+farm::Status CheckRouterConfig(const mailfarm::config::Config& config) {
+  auto tables = LoadRouterTables(config.routing(), /*strict=*/true);
+  if (!tables.ok()) return tables.status();
+  if (!tables->aliases) return farm::Status::Ok();
+  const auto& routing = config.routing();
+  for (const auto& [name, targets] : tables->aliases->entries()) {
+    for (const AliasTarget& t : targets) {
+      const std::string* channel = nullptr;
+      if (t.kind == AliasTarget::Kind::kPipe) channel = &routing.pipe_channel();
+      if (t.kind == AliasTarget::Kind::kFile) channel = &routing.file_channel();
+      if (channel != nullptr &&
+          farm::FindChannel(config, *channel) == nullptr) {
+        return farm::Status::Invalid("routing.aliases_file: alias \"" + name +
+                                     "\" has target \"" + t.value +
+                                     "\", which needs channel \"" + *channel +
+                                     "\", and no such channel is configured");
+      }
+    }
+  }
+  return farm::Status::Ok();
 }
 
 std::unique_ptr<farm::JobHandler> MakeRouterHandler(

@@ -25,6 +25,11 @@ class RouterHandler : public farm::JobHandler {
   RecipientResolver resolver_;
 };
 
+// The manager's start-up check: the tables load strictly (a bad aliases file
+// is an error) and every channel an alias needs (pipe_channel for "|command",
+// file_channel for /path) is configured. Errors name the alias.
+farm::Status CheckRouterConfig(const mailfarm::config::Config& config);
+
 // Loads the tables from `config` and builds the handler. Never nullptr: a bad
 // aliases file makes local recipients tempfail instead (see LoadRouterTables);
 // a bad routing table (which the manager's start-up check refuses) gives a

@@ -83,3 +83,40 @@ TEST(RouterHandlerTest, BrokenAliasesFileDefersOnlyLocalRecipients) {
 
 }  // namespace
 }  // namespace router
+
+namespace router {
+namespace {
+
+TEST(CheckRouterConfigTest, AliasChannelsMustExist) {
+  char path[] = "/tmp/router_check_XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const char text[] =
+      "logger: \"|/usr/bin/logger\"\narchive: /var/mail/archive\n";
+  ASSERT_EQ(write(fd, text, sizeof text - 1),
+            static_cast<ssize_t>(sizeof text - 1));
+  close(fd);
+  const std::string routing =
+      std::string("routing { aliases_file: \"") + path + "\" }\n";
+  auto missing =
+      CheckRouterConfig(Config(routing + "channel { name: \"local\" }"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.message().find("needs channel \"pipe\""), std::string::npos)
+      << missing.message();
+  EXPECT_TRUE(
+      CheckRouterConfig(
+          Config(routing +
+                 "channel { name: \"local\" } channel { name: \"pipe\" }"))
+          .ok());
+  auto config = Config(
+      routing + "channel { name: \"local\" } channel { name: \"pipe\" }");
+  config.mutable_routing()->set_file_channel("files");
+  auto no_file_channel = CheckRouterConfig(config);
+  std::remove(path);
+  EXPECT_FALSE(no_file_channel.ok());
+  EXPECT_FALSE(
+      CheckRouterConfig(Config(routing)).ok());  // the file is gone now
+}
+
+}  // namespace
+}  // namespace router

@@ -303,6 +303,13 @@ class RouterConfigErrorTest(unittest.TestCase):
         self.assertEqual(code, 78, err)
         self.assertIn("%s/aliases:2: expected" % root, err)
 
+    def test_alias_needing_a_missing_channel_exits_78(self):
+        code, err, _ = self.run_router(
+            self.BASE + 'routing {{ local_domains: "example.com" aliases_file: "{root}/aliases" }}',
+            aliases='prog: "|/usr/bin/logger"\n')
+        self.assertEqual(code, 78, err)
+        self.assertIn('alias "prog" has target "/usr/bin/logger", which needs channel "pipe"', err)
+
     def test_missing_aliases_file_exits_78(self):
         code, err, root = self.run_router(
             self.BASE + 'routing {{ aliases_file: "{root}/nope" }}')
