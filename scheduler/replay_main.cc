@@ -145,23 +145,20 @@ class Adopter {
 
   int Flush() {
     if (batch_.jobs_size() == 0) return 0;
-    if (!stream_) {
-      auto fd = farm::ConnectUnix(farm::ControlSocketPath(config_));
-      if (!fd.ok()) {
-        LOG(ERROR) << "the scheduler is not reachable: "
-                   << fd.status().message();
-        return farm::kExitUnavailable;
-      }
-      fd_ = std::move(*fd);
-      stream_ = std::make_unique<farm::FramedStream>(fd_.get(), 64 << 20);
+    // control.sock takes one request per connection: a fresh one per batch.
+    auto fd = farm::ConnectUnix(farm::ControlSocketPath(config_));
+    if (!fd.ok()) {
+      LOG(ERROR) << "the scheduler is not reachable: " << fd.status().message();
+      return farm::kExitUnavailable;
     }
+    farm::FramedStream stream(fd->get(), 64 << 20);
     mailfarm::ControlRequest request;
     *request.mutable_adopt() = std::move(batch_);
     batch_.Clear();
     int sent = request.adopt().jobs_size();
     mailfarm::ControlReply reply;
-    farm::Status status = stream_->Write(request);
-    if (status.ok()) status = stream_->Read(&reply, FLAGS_timeout_ms);
+    farm::Status status = stream.Write(request);
+    if (status.ok()) status = stream.Read(&reply, FLAGS_timeout_ms);
     if (!status.ok()) {
       LOG(ERROR) << "adopting a batch of " << sent
                  << " jobs failed: " << status.message();
@@ -192,8 +189,6 @@ class Adopter {
   const farm::Config& config_;
   Counts* counts_;
   mailfarm::AdoptBatch batch_;
-  farm::UniqueFd fd_;
-  std::unique_ptr<farm::FramedStream> stream_;
 };
 
 }  // namespace
