@@ -22,16 +22,16 @@ TEST(DeferredQueue, PopsDueInTimeOrder) {
   EXPECT_EQ(q.NextDue(), 1000);
 }
 
-TEST(DeferredQueue, RemoveAndMove) {
+TEST(DeferredQueue, Remove) {
   DeferredQueue q;
   q.Add(1, 100);
   q.Add(2, 200);
-  EXPECT_TRUE(q.Remove(1));
-  EXPECT_FALSE(q.Remove(1));
-  EXPECT_FALSE(q.Contains(1));
-  q.Add(2, 50);  // moving an entry keeps one copy
-  EXPECT_EQ(q.size(), 1u);
-  EXPECT_EQ(q.PopDue(60, 10), (std::vector<uint64_t>{2}));
+  EXPECT_FALSE(q.Remove(1, 200));  // wrong due time: not that entry
+  EXPECT_TRUE(q.Remove(1, 100));
+  EXPECT_FALSE(q.Remove(1, 100));
+  EXPECT_FALSE(q.Contains(1, 100));
+  EXPECT_TRUE(q.Contains(2, 200));
+  EXPECT_EQ(q.PopDue(300, 10), (std::vector<uint64_t>{2}));
   EXPECT_FALSE(q.NextDue().has_value());
 }
 
@@ -52,7 +52,7 @@ TEST(DeferredQueue, MillionEntriesOnlyTouchesDueOnes) {
   q.Add(7'000'000, 10);
   EXPECT_EQ(q.PopDue(10, 100), (std::vector<uint64_t>{7'000'000}));
   EXPECT_EQ(q.NextDue(), 1'000'000);
-  EXPECT_TRUE(q.Remove(500'000));
+  EXPECT_TRUE(q.Remove(500'000, 1'500'000));
   EXPECT_EQ(q.size(), 999'999u);
 }
 

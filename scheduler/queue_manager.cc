@@ -16,6 +16,7 @@
 
 #include "farm/config.h"
 #include "scheduler/dsn.h"
+#include "scheduler/queue_id.h"
 
 namespace mailfarm::scheduler {
 
@@ -85,7 +86,6 @@ struct QueueManager::Group {
 struct QueueManager::Job {
   uint64_t id = 0;
   std::string qid;
-  std::string path;
   std::string sender;
   std::vector<Slot> slots;
   int64_t arrival_ms = 0;
@@ -94,7 +94,8 @@ struct QueueManager::Job {
   bool is_bounce = false;
   bool smtputf8 = false;
   bool eight_bit = false;
-  std::unique_ptr<ClientInfo> client;  // only when there is something in it
+  // ClientInfo serialized: a local injection's fits in the string itself.
+  std::string client;
 
   // Durable state (mirrors the last JobState record).
   uint32_t attempts = 0;
@@ -200,7 +201,6 @@ void QueueManager::Inject(
         }
         auto job = std::make_unique<Job>();
         job->qid = r->qid;
-        job->path = r->path;
         job->sender = shared->sender();
         for (const auto& rc : shared->recipients()) {
           Slot slot;
@@ -215,7 +215,7 @@ void QueueManager::Inject(
         job->smtputf8 = shared->smtputf8();
         job->eight_bit = shared->eight_bit();
         if (shared->client().ByteSizeLong() > 0) {
-          job->client = std::make_unique<ClientInfo>(shared->client());
+          job->client = shared->client().SerializeAsString();
         }
         LOG(INFO) << r->qid << ": from=<" << job->sender << ">, size=" << size
                   << ", nrcpt=" << job->slots.size()
@@ -242,11 +242,27 @@ void QueueManager::Adopt(std::vector<std::pair<std::string, std::string>> jobs,
     if (--pending->outstanding == 0) pending->done(pending->counts);
   };
   for (auto& [qid, given_path] : jobs) {
+    if (!IsValidQueueId(qid)) {
+      ++pending->counts.failed;
+      if (pending->counts.first_error.empty()) {
+        pending->counts.first_error = "\"" + qid + "\" is not a queue id";
+      }
+      continue;
+    }
     if (by_qid_.count(qid) > 0) {
       ++pending->counts.already_known;
       continue;
     }
-    std::string path = given_path.empty() ? store_->PathOf(qid) : given_path;
+    // Jobs live at their canonical path; anything else is refused rather
+    // than adopted from a place later appends and removals would not find.
+    std::string path = store_->PathOf(qid);
+    if (!given_path.empty() && given_path != path) {
+      ++pending->counts.failed;
+      if (pending->counts.first_error.empty()) {
+        pending->counts.first_error = given_path + " is not " + path;
+      }
+      continue;
+    }
     ++pending->outstanding;
     store_->Read(path, [this, pending, finish_one, qid,
                         path](farm::StatusOr<QueueFile> file) {
@@ -268,7 +284,6 @@ void QueueManager::Adopt(std::vector<std::pair<std::string, std::string>> jobs,
       auto job = std::make_unique<Job>();
       const spool::Envelope& e = file->envelope;
       job->qid = qid;
-      job->path = path;
       job->sender = e.sender();
       std::map<uint32_t, spool::RecipientStatus> status;
       for (const auto& r : file->state.recipients())
@@ -287,7 +302,7 @@ void QueueManager::Adopt(std::vector<std::pair<std::string, std::string>> jobs,
       job->smtputf8 = e.smtputf8();
       job->eight_bit = e.eight_bit();
       if (e.client().ByteSizeLong() > 0)
-        job->client = std::make_unique<ClientInfo>(e.client());
+        job->client = e.client().SerializeAsString();
       job->attempts = file->state.attempts();
       job->next_attempt_ms = file->state.next_attempt_unix_ms();
       job->held = file->state.held();
@@ -462,13 +477,13 @@ bool QueueManager::BuildJob(const WorkItem& item, mailfarm::Job* out) {
   out->set_stage(item.stage);
   out->set_sender(job->sender);
   out->set_attempt(job->attempts + 1);
-  out->set_message_path(job->path);
+  out->set_message_path(store_->PathOf(job->qid));
   out->set_body_offset(job->body_offset);
   out->set_body_size(job->body_size);
   out->set_arrival_unix_ms(job->arrival_ms);
   out->set_smtputf8(job->smtputf8);
   out->set_eight_bit(job->eight_bit);
-  if (job->client) *out->mutable_client() = *job->client;
+  if (!job->client.empty()) out->mutable_client()->ParseFromString(job->client);
   if (item.stage == STAGE_DELIVER) {
     if (item.group >= job->groups.size()) return false;
     const Group& g = job->groups[item.group];
@@ -733,6 +748,25 @@ void QueueManager::Settle(Job* job) {
   Defer(job);
 }
 
+// A deferred job may wait for hours among many others: keep only what the
+// next attempt cannot redo. Routes with nothing delivered yet are dropped (the
+// next attempt routes again, picking up table changes); a recipient whose
+// alias expansion is part-delivered keeps its routes so no member gets a copy
+// twice.
+void QueueManager::TrimForWaiting(Job* job) {
+  for (Slot& s : job->slots) {
+    bool any_done = std::any_of(s.routes.begin(), s.routes.end(),
+                                [](const RouteTarget& r) { return r.done; });
+    if (!any_done) {
+      std::vector<RouteTarget>().swap(s.routes);
+      s.routed = false;
+    }
+  }
+  std::vector<Group>().swap(job->groups);
+  std::vector<FailedRecipient>().swap(job->failures);
+  job->last_error.shrink_to_fit();
+}
+
 void QueueManager::Defer(Job* job) {
   ++job->attempts;
   RetryPolicy policy = settings_.retry;
@@ -757,6 +791,7 @@ void QueueManager::Defer(Job* job) {
   }
   job->next_attempt_ms = d.next_attempt_ms;
   SetState(job, kDeferred);
+  TrimForWaiting(job);
   LOG(INFO) << job->qid << ": deferred, attempt " << job->attempts
             << ", next in " << Seconds(d.next_attempt_ms - clock_->NowUnixMs())
             << " s: " << job->last_error;
@@ -802,7 +837,7 @@ void QueueManager::SendBounce(Job* job) {
   input->expired = job->expired;
   input->recipients = job->failures;
   auto message = std::make_shared<std::string>();
-  std::string path = job->path;
+  std::string path = store_->PathOf(job->qid);
   uint64_t offset = job->body_offset;
   uint64_t size = std::min<uint64_t>(job->body_size, 65536);
   uint64_t id = job->id;
@@ -858,7 +893,7 @@ void QueueManager::RemoveJob(Job* job, const std::string& why) {
     return;
   }
   if (job->state == kRemoving) return;
-  deferred_.Remove(job->id);
+  deferred_.Remove(job->id, job->next_attempt_ms);
   SetState(job, kRemoving);
   uint64_t id = job->id;
   std::string qid = job->qid;
@@ -898,7 +933,7 @@ void QueueManager::RunPersist(Job* job) {
     r->set_index(s.index);
     r->set_status(s.status);
   }
-  job->dirty.clear();
+  std::vector<uint32_t>().swap(job->dirty);
   job->io_busy = true;
   auto waiters = std::make_shared<std::vector<std::function<void(Job*)>>>(
       std::move(job->waiters));
@@ -1000,7 +1035,7 @@ uint32_t QueueManager::Hold(const Selector& selector) {
     ++n;
     LOG(INFO) << job->qid << ": held by the operator";
     if (job->state == kDeferred) {
-      deferred_.Remove(job->id);
+      deferred_.Remove(job->id, job->next_attempt_ms);
       SetState(job, kHeld);
       Persist(job, nullptr);
     } else if (job->state == kActive) {
@@ -1040,7 +1075,7 @@ uint32_t QueueManager::Flush(const Selector& selector) {
   uint32_t n = 0;
   for (Job* job : Select(selector)) {
     if (job->state != kDeferred) continue;
-    deferred_.Remove(job->id);
+    deferred_.Remove(job->id, job->next_attempt_ms);
     ++n;
     StartAttempt(job);
   }
@@ -1077,7 +1112,7 @@ uint32_t QueueManager::Bounce(const Selector& selector) {
       Continue(job);
       continue;
     }
-    deferred_.Remove(job->id);
+    deferred_.Remove(job->id, job->next_attempt_ms);
     job->held = false;
     SetState(job, kActive);
     job->activated_ms = clock_->MonotonicMs();
@@ -1120,7 +1155,8 @@ bool QueueManager::Show(const std::string& qid, QueueDetail* detail) const {
   for (const Slot& s : job->slots) {
     if (s.status == spool::RCPT_DELIVERED) detail->add_delivered(s.address);
   }
-  if (job->client) *detail->mutable_client() = *job->client;
+  if (!job->client.empty())
+    detail->mutable_client()->ParseFromString(job->client);
   return true;
 }
 

@@ -129,6 +129,7 @@ class QueueManager {
   void Settle(Job* job);
   void SendBounce(Job* job);
   void Defer(Job* job);
+  void TrimForWaiting(Job* job);
   void RemoveJob(Job* job, const std::string& why);
   void Persist(Job* job, std::function<void(Job*)> then);
   void RunPersist(Job* job);

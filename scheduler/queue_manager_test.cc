@@ -128,17 +128,21 @@ TEST_F(QueueManagerTest, TempfailDefersForTheBackoffThenRetries) {
   EXPECT_EQ(dispatcher_.submitted.size(), 2u);  // not yet
   clock_.Advance(1);
   EXPECT_EQ(queue_->Tick(), std::nullopt);
+  // Routes are not kept while a job waits: the retry routes again.
   ASSERT_EQ(dispatcher_.submitted.size(), 3u);
-  EXPECT_EQ(dispatcher_.submitted[2].first,
-            "transport-c");  // routes kept in memory
+  EXPECT_EQ(dispatcher_.submitted[2].first, "router");
+  Answer(OUTCOME_OK, /*with_route=*/true);
+  ASSERT_EQ(dispatcher_.submitted.size(), 4u);
+  EXPECT_EQ(dispatcher_.submitted[3].first, "transport-c");
   Answer(OUTCOME_TEMPFAIL);
   RunUntil([&] { return queue_->deferred() == 1; });
   clock_.Advance(119'999);  // second step: 2 x 60 s
   queue_->Tick();
-  EXPECT_EQ(dispatcher_.submitted.size(), 3u);
+  EXPECT_EQ(dispatcher_.submitted.size(), 4u);
   clock_.Advance(1);
   queue_->Tick();
-  ASSERT_EQ(dispatcher_.submitted.size(), 4u);
+  ASSERT_EQ(dispatcher_.submitted.size(), 5u);
+  Answer(OUTCOME_OK, true);
   Answer(OUTCOME_OK);
   RunUntil([&] { return queue_->size() == 0; });
   EXPECT_FALSE(std::filesystem::exists(store_->PathOf(qid)));
@@ -156,6 +160,7 @@ TEST_F(QueueManagerTest, ExpiryBouncesToTheSender) {
     size_t before = dispatcher_.submitted.size();
     queue_->Tick();
     if (dispatcher_.submitted.size() > before) {
+      Answer(OUTCOME_OK, true);  // routed again
       Answer(OUTCOME_TEMPFAIL);
       RunUntil([&] {
         return queue_->deferred() == 1 || queue_->counter("expired") > 0;
