@@ -175,6 +175,17 @@ TEST_F(FilterHandlerTest, HangingScannerTempfailsUnlessFailOpen) {
             "unchecked (scanner failed: timed out after 300 ms)");
 }
 
+TEST_F(FilterHandlerTest, EmptyAndHeaderlessMessages) {
+  auto h = Make(R"(scanner { argv: "wc" argv: "-c" })");
+  auto empty = Run(*h, "");
+  EXPECT_EQ(empty.verdict().action(), Verdict::ACCEPT);
+  ASSERT_EQ(Names(empty), V{"X-Scanner-Result"});  // no From: nothing to sign
+  EXPECT_EQ(empty.verdict().add_headers(0).value(), "0");
+  auto bare = Run(*h, "no headers at all\r\n", "x@example.com");
+  EXPECT_EQ(bare.verdict().action(), Verdict::ACCEPT);
+  EXPECT_EQ(Names(bare), V{"X-Scanner-Result"});
+}
+
 TEST_F(FilterHandlerTest, TimeLimitTempfails) {
   auto h = Make(
       R"(time_limit_ms: 200 scanner { argv: "sleep" argv: "30" timeout_ms: 60000 })");
