@@ -175,6 +175,17 @@ class RouterFarmTest(unittest.TestCase):
                          [("alice@example.com", "local", "")])
         conn.close()
 
+    def test_garbage_frame_closes_only_that_connection(self):
+        good, _ = self.farm.connect()
+        bad, _ = self.farm.connect()
+        bad.send_raw(b"\x05\xff\xff\xff\xff\xff")  # a frame that is no Job
+        with self.assertRaises((EOFError, ConnectionResetError)):
+            bad.recv(wire_pb2.ChildFrame)
+        bad.close()
+        self.assertEqual(routes(self.farm.route(good, "G", "alice@example.com").recipients[0]),
+                         [("alice@example.com", "local", "")])
+        good.close()
+
     def test_sighup_between_jobs_reloads_routes_and_aliases(self):
         conn, hello = self.farm.connect()
         before = self.farm.route(conn, "A1", "x@sub.remote.org", "alice@example.com")
