@@ -310,6 +310,11 @@ class Mailfarm:
             stdout=self.log_file, stderr=subprocess.STDOUT, cwd=self.root,
             start_new_session=True)
         _cleanups.append(self.stop)
+        # smtpd may greet before the scheduler listens (it then answers 451):
+        # wait for both, as tests/lib/mailfarm_harness.py does.
+        inject = os.path.join(self.root, "run", "inject.sock")
+        wait_for(lambda: os.path.exists(inject) or self.proc.poll() is not None, 60,
+                 "the scheduler's inject.sock")
         wait_for(lambda: smtp_greets(self.smtp_port) or self.proc.poll() is not None, 60,
                  "mailfarm smtpd")
         if self.proc.poll() is not None:
@@ -521,6 +526,7 @@ def throughput_run(kind, args, workdir, sessions, messages):
     try:
         system.start()
         if args.warmup:
+            time.sleep(1.0)  # as measure() does
             # Not measured: lets a system grow its process pools first.
             smtp_source(system.smtp_port, sessions, args.warmup, args.size)
             wait_for(lambda: sink.messages >= args.warmup, args.drain_timeout, "warm-up")
