@@ -188,7 +188,7 @@ TEST_F(FilterHandlerTest, EmptyAndHeaderlessMessages) {
 
 TEST_F(FilterHandlerTest, TimeLimitTempfails) {
   auto h = Make(
-      R"(time_limit_ms: 200 scanner { argv: "sleep" argv: "30" timeout_ms: 60000 })");
+      R"(time_limit_ms: 1500 scanner { argv: "sleep" argv: "30" timeout_ms: 60000 })");
   auto r = Run(*h, "From: a@example.com\r\n\r\nx\r\n");
   EXPECT_EQ(r.verdict().action(), Verdict::TEMPFAIL);
   EXPECT_EQ(r.verdict().text(),
