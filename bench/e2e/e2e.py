@@ -14,8 +14,9 @@ While a load runs, every process of the system under test (the tree under
 mailfarmd, or under Postfix's master) is sampled from /proc every 100 ms for
 RSS (and PSS every 500 ms); CPU time is the growth of sum(utime + stime +
 cutime + cstime) over that tree, which also counts children that exited and
-were reaped inside the tree. The disk's raw fdatasync rate is measured at the
-start. Prints a table and one `name: value` line per figure.
+were reaped inside the tree (a per-program breakdown of the processes' own time
+is sampled every 200 ms). The disk's raw fdatasync (and syncfs) rate is
+measured at the start. Prints a table and one `name: value` line per figure.
 """
 
 import argparse
@@ -604,11 +605,12 @@ def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3, help="A B rounds (medians are reported)")
-    p.add_argument("--bin-dir", default=os.path.join(SRC, "build", "bin"))
+    p.add_argument("--bin-dir", default=os.path.join(SRC, "build", "bin"),
+                   help="where mailfarmd and the programs it runs are")
     p.add_argument("--workdir", default="/var/tmp",
                    help="where queues go (must be a real disk, not tmpfs)")
     p.add_argument("--size", type=int, default=5120, help="message payload bytes")
-    p.add_argument("--sessions", type=int, default=20)
+    p.add_argument("--sessions", type=int, default=20, help="sessions of the many-session load")
     p.add_argument("--mf-messages", type=int, default=40000,
                    help="messages per 20-session run on mailfarm")
     p.add_argument("--pf-messages", type=int, default=16000,
@@ -617,7 +619,7 @@ def main():
                    help="messages per 1-session run on mailfarm")
     p.add_argument("--pf-messages-1", type=int, default=6000,
                    help="messages per 1-session run on Postfix")
-    p.add_argument("--latency-messages", type=int, default=5000,
+    p.add_argument("--latency-messages", type=int, default=3000,
                    help="messages per latency run (20 sessions, both systems)")
     p.add_argument("--latency-rate", type=float, default=200,
                    help="paced rate of the latency runs, msgs/s (0: unpaced)")
@@ -625,10 +627,13 @@ def main():
                    help="messages sent (same sessions) before each measured throughput load")
     p.add_argument("--min-seconds", type=float, default=20.0,
                    help="warn when a throughput run is shorter than this")
-    p.add_argument("--fsync-seconds", type=float, default=3.0)
-    p.add_argument("--drain-timeout", type=float, default=600.0)
-    p.add_argument("--systems", default="mailfarm,postfix")
-    p.add_argument("--loads", default="s20,s1,latency")
+    p.add_argument("--fsync-seconds", type=float, default=3.0,
+                   help="length of each disk sync-rate measurement")
+    p.add_argument("--drain-timeout", type=float, default=600.0,
+                   help="give up when the sink lacks messages this long after the start")
+    p.add_argument("--systems", default="mailfarm,postfix", help="comma-separated")
+    p.add_argument("--loads", default="s20,s1,latency",
+                   help="comma-separated: s20 (--sessions), s1, latency")
     p.add_argument("--keep", action="store_true", help="keep the systems' directories")
     args = p.parse_args()
 
