@@ -18,6 +18,7 @@
 #include "scheduler/farm_link.h"
 #include "scheduler/inject_server.h"
 #include "scheduler/loop_tasks.h"
+#include "scheduler/metrics.h"
 #include "scheduler/queue_manager.h"
 #include "scheduler/spool_store.h"
 
@@ -159,6 +160,7 @@ struct Process {
   std::unique_ptr<FarmDispatcher> farms;
   std::unique_ptr<InjectServer> inject;
   std::unique_ptr<ControlServer> control;
+  std::unique_ptr<MetricsServer> metrics;
   event* tick = nullptr;
 
   std::string Reload() {
@@ -273,6 +275,30 @@ int RunScheduler(const farm::Config& config, const std::string& config_path) {
       p.base, std::move(*control_fd), p.queue.get(), ControlUids(config),
       config.scheduler().max_frame_bytes(), std::move(hooks));
 
+  // Prometheus text on metrics.address:port (0 disables); a port in use is
+  // logged and the scheduler runs without the endpoint.
+  auto metrics =
+      MetricsServer::Start(p.base, config.metrics(), [&p](MetricsPage* page) {
+        Stats stats;
+        p.queue->FillStats(&stats);
+        p.farms->FillStats(&stats);
+        for (const auto& sample : stats.samples()) {
+          const std::string& name = sample.name();
+          bool counter = name.size() > 6 &&
+                         name.compare(name.size() - 6, 6, "_total") == 0;
+          Labels labels(sample.labels().begin(), sample.labels().end());
+          page->Add(name, counter ? "counter" : "gauge",
+                    "mailfarm scheduler " + name, labels, sample.value());
+        }
+        AddScoreboardMetrics(farm::RunDir(p.config), page);
+      });
+  if (metrics.ok()) {
+    p.metrics = std::move(*metrics);
+  } else {
+    LOG(WARNING) << metrics.status().message()
+                 << "; running without the metrics endpoint";
+  }
+
   event* sigterm = evsignal_new(p.base, SIGTERM, &OnSignal, &p);
   event* sigint = evsignal_new(p.base, SIGINT, &OnSignal, &p);
   event* sighup = evsignal_new(p.base, SIGHUP, &OnSignal, &p);
@@ -291,6 +317,7 @@ int RunScheduler(const farm::Config& config, const std::string& config_path) {
   p.store->Shutdown();
   p.tasks->RunPending();
   for (event* e : {sigterm, sigint, sighup, p.tick}) event_free(e);
+  p.metrics.reset();
   p.control.reset();
   p.inject.reset();
   p.farms.reset();

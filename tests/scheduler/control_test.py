@@ -92,6 +92,11 @@ def test(mf):
     assert rep.already_known == 1 and rep.affected == 0 and "failed 1" in rep.text, rep
     os.unlink(corrupt)
 
+    # The Prometheus endpoint serves the same counters.
+    import urllib.request
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mf.metrics_port, timeout=30).read().decode()
+    assert "mailfarm_scheduler_requeued_total" in text and 'mailfarm_queue_jobs{state="deferred"}' in text, text
+
     # Reload: a broken config is refused, the scheduler keeps running.
     with open(mf.config) as f:
         good = f.read()
@@ -117,5 +122,13 @@ def test(mf):
                  "adopted job keeps its hold")
 
 
-h.run(test, "control", channel_extra="delivery_timeout_ms: 1500",
+PORT = h.free_port()
+
+
+def main(mf):
+    mf.metrics_port = PORT
+    test(mf)
+
+
+h.run(main, "control", channel_extra="delivery_timeout_ms: 1500", metrics_port=PORT,
       backoff=(20, 30))

@@ -24,6 +24,14 @@ import wire_pb2
 BIN = os.environ.get("MAILFARM_BIN", "")
 
 
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def wait_until(pred, timeout=60.0, what="condition"):
     """Polls pred() until it is true; fails the test after a generous deadline."""
     deadline = time.monotonic() + timeout
@@ -136,7 +144,7 @@ class Mailfarm:
     """A scheduler plus optional stand-in farms in a private directory."""
 
     def __init__(self, name, scheduler_extra="", channel_extra="delivery_timeout_ms: 20000",
-                 filter_enabled=True, backoff=(1, 2),
+                 filter_enabled=True, backoff=(1, 2), metrics_port=0,
                  env=None):
         self.dir = tempfile.mkdtemp(prefix="mf-%s." % name)
         self.spool = os.path.join(self.dir, "spool")
@@ -166,8 +174,9 @@ channel {
   %s
 }
 routing { local_domains: "test.example" local_channel: "test" }
+metrics { address: "127.0.0.1" port: %d }
 """ % (self.spool, self.run, backoff[0], backoff[1], "true" if filter_enabled else "false", scheduler_extra,
-            channel_extra))
+            channel_extra, metrics_port))
         self.filter_enabled = filter_enabled
 
     @property
