@@ -110,8 +110,10 @@ StatusOr<std::vector<Component>> PlanComponents(const Config& config,
   add("scheduler", "mailfarm-scheduler", {});
   if (config.smtpd().listen_size() > 0) {
     add("smtpd", "mailfarm-smtpd", {});
-    if (!plan.empty() && plan.back().name == "smtpd")
+    if (!plan.empty() && plan.back().name == "smtpd") {
       plan.back().takes_listeners = true;
+      plan.back().waits_for_scheduler = !Disabled(config, "scheduler");
+    }
   }
   for (const Component& c : plan) {
     if (!IsExecutable(c.argv[0])) {
@@ -171,7 +173,9 @@ int Supervisor::Run() {
     return 71;
   }
   LOG(INFO) << "mailfarmd: starting " << components_.size() << " components";
-  for (Component& c : components_) Start(c);
+  for (Component& c : components_) {
+    if (!c.waits_for_scheduler) Start(c);
+  }
   for (;;) {
     for (int signo : signals->Wait(kLoopMs)) {
       if (signo == SIGTERM || signo == SIGINT) {
@@ -216,6 +220,7 @@ void Supervisor::Start(Component& c) {
   ::setpgid(pid,
             pid);  // also from the parent: no race with an early kill(-pid)
   c.pid = pid;
+  c.ever_started = true;
   c.started_ms = NowMs();
   LOG(INFO) << "mailfarmd: started " << c.name << " (pid " << pid << ")";
 }
@@ -275,6 +280,9 @@ void Supervisor::CheckReady() {
     if (!probe.ok()) return;
   }
   scheduler_up_ = true;
+  for (Component& c : components_) {
+    if (c.waits_for_scheduler && !c.ever_started) Start(c);
+  }
   if (!ready_) {
     ready_ = true;
     SdNotify("READY=1\nSTATUS=running");

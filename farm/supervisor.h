@@ -21,8 +21,13 @@ struct Component {
   std::string name;  // "scheduler", "router", "transport-smtp", "smtpd", ...
   std::vector<std::string> argv;  // argv[0] is an absolute path
   bool one_shot = false;          // mailfarm-replay: run once, never restarted
-  bool takes_listeners =
-      false;  // smtpd: gets the TCP listeners mailfarmd bound
+  // smtpd: gets the TCP listeners mailfarmd bound.
+  bool takes_listeners = false;
+  // The front end starts only once the scheduler takes injections, so its
+  // first clients do not meet 451 while the scheduler is still opening the
+  // spool.
+  bool waits_for_scheduler = false;
+  bool ever_started = false;
   pid_t pid = 0;
   int64_t started_ms = 0;
   int64_t next_start_ms = 0;  // when a dead component may start again
