@@ -75,6 +75,17 @@ void InjectServer::StopAccepting() {
   listener_.Reset();
 }
 
+void InjectServer::Quiesce() {
+  StopAccepting();
+  for (auto& conn : conns_) conn->channel->PauseReading(true);
+}
+
+size_t InjectServer::PendingOutput() const {
+  size_t n = 0;
+  for (const auto& conn : conns_) n += conn->channel->PendingOutputBytes();
+  return n;
+}
+
 void InjectServer::OnAccept(evutil_socket_t, short, void* arg) {
   static_cast<InjectServer*>(arg)->Accept();
 }
@@ -257,7 +268,8 @@ void InjectServer::Commit(Conn* conn) {
           Reply(c, InjectReply::TEMPFAIL, "4.3.0",
                 "cannot queue the message: " + qid.status().message());
         }
-        c->channel->PauseReading(false);
+        if (accept_event_ != nullptr)
+          c->channel->PauseReading(false);  // not when stopping
       });
 }
 

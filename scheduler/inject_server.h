@@ -48,6 +48,11 @@ class InjectServer {
   void SetLimits(InjectLimits limits) { limits_ = std::move(limits); }
   // Stops accepting (shutdown); open connections finish their message.
   void StopAccepting();
+  // Shutdown: no new connections and no more frames read; messages already
+  // complete still get their replies.
+  void Quiesce();
+  // Reply bytes not yet written to the clients.
+  size_t PendingOutput() const;
   size_t connections() const { return conns_.size(); }
 
  private:

@@ -8,6 +8,7 @@
 #include <grp.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <map>
@@ -313,9 +314,15 @@ int RunScheduler(const farm::Config& config, const std::string& config_path) {
 
   // Orderly stop: no new work, finish the disk work already queued (its
   // completions still run, so acknowledged means durable), then tear down.
-  p.inject->StopAccepting();
+  p.inject->Quiesce();
   p.store->Shutdown();
   p.tasks->RunPending();
+  // Let the replies of messages made durable during the stop reach their
+  // clients (bounded: a client that does not read is not waited for).
+  for (int i = 0; i < 200 && p.inject->PendingOutput() > 0; ++i) {
+    event_base_loop(p.base, EVLOOP_NONBLOCK);
+    ::usleep(10'000);
+  }
   for (event* e : {sigterm, sigint, sighup, p.tick}) event_free(e);
   p.metrics.reset();
   p.control.reset();

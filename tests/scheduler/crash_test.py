@@ -1,8 +1,10 @@
 """crash_test.py: kill -9 the scheduler in the middle of injection; every qid
 whose acknowledgement a client received is in the spool, intact (magic,
 checksums, body), and a new scheduler starts on the same spool (the lock died
-with the old one; spool/tmp is cleaned). No farms run, so nothing is delivered
-meanwhile."""
+with the old one; spool/tmp is cleaned). Then SIGTERM in the middle of
+injection: the scheduler exits 0 (under ASan: no leak, every thread joined)
+and again every acknowledged qid is on disk. No farms run, so nothing is
+delivered meanwhile."""
 import os
 import signal
 import threading
@@ -11,8 +13,7 @@ import time
 import sched_harness as h
 
 
-def test(mf):
-    sched = mf.start_scheduler()
+def inject_and_stop(mf, sched, sig):
     acked = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -35,11 +36,16 @@ def test(mf):
     for t in threads:
         t.start()
     h.wait_until(lambda: len(acked) >= 300, 120, "300 acknowledged injections")
-    os.killpg(sched.pid, signal.SIGKILL)
-    sched.wait()
+    os.kill(sched.pid, sig)
+    sched.wait(timeout=60)
     stop.set()
     for t in threads:
         t.join()
+    check_on_disk(mf, acked)
+    return sched.returncode
+
+
+def check_on_disk(mf, acked):
     files = {os.path.basename(p): p for p in mf.queue_files()}
     missing = [q for q, _ in acked if q not in files]
     assert not missing, "acknowledged but not in the spool: %s" % missing[:10]
@@ -47,11 +53,19 @@ def test(mf):
         env, stored = h.read_queue_file(files[qid])
         assert env.qid == qid and stored == body, qid
     print("acked %d, files %d" % (len(acked), len(files)))
+
+
+def test(mf):
+    inject_and_stop(mf, mf.start_scheduler(), signal.SIGKILL)
     # A second life on the same spool: the lock was released by the kernel.
     mf.start_scheduler()
     assert not mf.tmp_files()
     r = mf.inject("after@example.com", ["x@example.org"], h.message_body("after crash"))
     assert r.status == r.ACCEPTED, r
+    rc = inject_and_stop(mf, mf.scheduler, signal.SIGTERM)
+    assert rc == 0, "SIGTERM: exit %s\n%s" % (rc, mf.log("scheduler.log")[-3000:])
+    assert "mailfarm-scheduler stopped" in mf.log("scheduler.log")
+    assert not os.path.exists(mf.inject_sock)
 
 
 h.run(test, "crash")
