@@ -308,4 +308,9 @@ def make_certs(root, hostname="mx.test"):
         "-subj", "/CN=%s" % hostname)
     run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
         "-out", cert, "-days", "2", "-extfile", ext)
+    # mailfarmd started as root drops to its service user: let it read them
+    # (a throw-away test key in a temp dir).
+    os.chmod(root, 0o755)
+    for path in (ca, cert, key, ca_key):
+        os.chmod(path, 0o644)
     return ca, cert, key
