@@ -3,6 +3,7 @@ the pid-file lock, and sd_notify readiness. Components here are echo farms
 (supervisor.program) so the test needs only the farm library's binaries."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,10 +18,17 @@ def supervised_config(root, programs=2, extra_programs=""):
         'program {{ name: "echo{i}" argv: "{bin}" argv: "--config" argv: "{root}/echo{i}.conf" }}\n'
         .format(i=i, bin=h.binary("mailfarm-echo-farm"), root=root) for i in range(programs))
     for i in range(programs):
+        # Started as root, mailfarmd runs the programs as the mailfarm user:
+        # their run dirs must be theirs.
+        run = os.path.join(root, "run%d" % i)
+        os.makedirs(run, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(run, "mailfarm", "mailfarm")
         with open(os.path.join(root, "echo%d.conf" % i), "w") as f:
             f.write('paths { run_dir: "%s/run%d" }\n'
                     'router { start_children: 2 min_spare: 1 max_spare: 3 }\n' % (root, i))
-    return ('paths {{ run_dir: "{root}/run" spool_dir: "{root}/spool" }}\n'
+    return ('identity {{ user: "mailfarm" group: "mailfarm" }}\n'
+            'paths {{ run_dir: "{root}/run" spool_dir: "{root}/spool" }}\n'
             'supervisor {{ disable: "router" disable: "filter" disable: "scheduler" '
             'restart_backoff_min_ms: 200 restart_backoff_max_ms: 800\n{progs}}}\n'
             .format(root=root, progs=progs))
@@ -29,6 +37,7 @@ def supervised_config(root, programs=2, extra_programs=""):
 class MailfarmdTest(unittest.TestCase):
     def setUp(self):
         self.root = h.make_temp_dir("mf-sup-")
+        os.chmod(self.root, 0o755)
         self.conf = os.path.join(self.root, "mailfarm.conf")
         self.procs = []
 
@@ -119,6 +128,7 @@ class MailfarmdTest(unittest.TestCase):
         path = os.path.join(self.root, "notify.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(path)
+        os.chmod(path, 0o777)  # like /run/systemd/notify: mailfarmd sends after dropping root
         sock.settimeout(30)
         d = self.start(env={"NOTIFY_SOCKET": path})
         self.assertIn(b"READY=1", sock.recv(4096))
