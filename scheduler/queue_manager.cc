@@ -189,10 +189,11 @@ void QueueManager::Inject(
     spool::Envelope envelope, std::string body,
     std::function<void(farm::StatusOr<std::string>)> done) {
   auto shared = std::make_shared<spool::Envelope>(envelope);
+  int64_t started = clock_->MonotonicMs();
   uint64_t size = body.size();
   store_->Create(
       std::move(envelope), std::move(body),
-      [this, shared, size,
+      [this, shared, size, started,
        done = std::move(done)](farm::StatusOr<SpoolStore::Created> r) {
         if (!r.ok()) {
           Count("inject_failures");
@@ -221,6 +222,8 @@ void QueueManager::Inject(
                   << ", nrcpt=" << job->slots.size()
                   << (job->is_bounce ? " (bounce)" : "") << " (queue active)";
         Count("injected");
+        inject_latency_.Observe(
+            static_cast<double>(clock_->MonotonicMs() - started) / 1000.0);
         Job* raw = job.get();
         Register(std::move(job));
         done(r->qid);
@@ -683,6 +686,8 @@ void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
       LogDelivery(job, route.address, s.address, relay,
                   dsn.empty() ? "2.0.0" : dsn, "sent", text, result.delay_ms());
       Count("delivered");
+      delivery_latency_.Observe(
+          static_cast<double>(clock_->NowUnixMs() - job->arrival_ms) / 1000.0);
       if (s.pending() &&
           std::all_of(s.routes.begin(), s.routes.end(),
                       [](const RouteTarget& t) { return t.done; })) {
@@ -1176,6 +1181,19 @@ void QueueManager::FillStats(Stats* stats) const {
     sample->set_name("mailfarm_scheduler_" + name + "_total");
     sample->set_value(static_cast<double>(value));
   }
+}
+
+}  // namespace mailfarm::scheduler
+
+namespace mailfarm::scheduler {
+
+void QueueManager::AppendHistograms(MetricsPage* page) const {
+  inject_latency_.AppendTo(
+      page, "mailfarm_inject_durable_seconds",
+      "Time from a complete injection to its durable acknowledgement.", {});
+  delivery_latency_.AppendTo(
+      page, "mailfarm_delivery_seconds",
+      "Time from arrival to a recipient's successful delivery.", {});
 }
 
 }  // namespace mailfarm::scheduler

@@ -20,6 +20,7 @@
 #include "farm/status.h"
 #include "scheduler/deferred_queue.h"
 #include "scheduler/farm_link.h"
+#include "scheduler/metrics.h"
 #include "scheduler/retry_policy.h"
 #include "scheduler/spool_store.h"
 #include "spool.pb.h"
@@ -100,6 +101,8 @@ class QueueManager {
   std::vector<QueueEntry> List(const Selector& selector) const;
   bool Show(const std::string& qid, QueueDetail* detail) const;
   void FillStats(Stats* stats) const;
+  // Inject (hand-over to durable) and delivery (arrival to sent) latencies.
+  void AppendHistograms(MetricsPage* page) const;
 
   size_t size() const { return jobs_.size(); }
   size_t deferred() const { return deferred_.size(); }
@@ -152,6 +155,8 @@ class QueueManager {
   size_t active_ = 0;
   std::map<std::string, uint64_t> counters_;
   std::mt19937_64 rng_;
+  LatencyHistogram inject_latency_;
+  LatencyHistogram delivery_latency_;
 };
 
 }  // namespace mailfarm::scheduler

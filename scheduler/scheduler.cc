@@ -291,6 +291,7 @@ int RunScheduler(const farm::Config& config, const std::string& config_path) {
           page->Add(name, counter ? "counter" : "gauge",
                     "mailfarm scheduler " + name, labels, sample.value());
         }
+        p.queue->AppendHistograms(page);
         AddScoreboardMetrics(farm::RunDir(p.config), page);
       });
   if (metrics.ok()) {

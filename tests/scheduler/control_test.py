@@ -96,6 +96,7 @@ def test(mf):
     import urllib.request
     text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mf.metrics_port, timeout=30).read().decode()
     assert "mailfarm_scheduler_requeued_total" in text and 'mailfarm_queue_jobs{state="deferred"}' in text, text
+    assert "mailfarm_inject_durable_seconds_count" in text and "mailfarm_delivery_seconds_bucket" in text, text
 
     # Reload: a broken config is refused, the scheduler keeps running.
     with open(mf.config) as f:
