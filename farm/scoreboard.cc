@@ -1,11 +1,13 @@
 // scoreboard.cc: the mmap'd shared-memory scoreboard file.
 #include "farm/scoreboard.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -99,6 +101,38 @@ StatusOr<std::unique_ptr<Scoreboard>> Scoreboard::OpenReadOnly(
     return Status::Invalid(path + ": not a scoreboard (bad magic or size)");
   }
   return board;
+}
+
+std::vector<std::string> ListScoreboards(const std::string& run_dir) {
+  std::vector<std::string> paths;
+  DIR* dir = ::opendir(run_dir.c_str());
+  if (dir == nullptr) return paths;
+  const std::string suffix = ".scoreboard";
+  while (dirent* entry = ::readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      paths.push_back(run_dir + "/" + name);
+    }
+  }
+  ::closedir(dir);
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+ScoreboardCounts CountScoreboard(const Scoreboard& board) {
+  const ScoreboardHeader& header = board.header();
+  ScoreboardCounts counts;
+  counts.farm.assign(header.farm, strnlen(header.farm, sizeof(header.farm)));
+  counts.manager_pid = header.manager_pid;
+  counts.generation = header.generation.load();
+  counts.total_jobs = header.total_jobs.load();
+  counts.total_children = header.total_children.load();
+  for (int i = 0; i < board.slot_count(); ++i) {
+    uint32_t state = board.slot(i).state.load();
+    if (state < 6) ++counts.by_state[state];
+  }
+  return counts;
 }
 
 }  // namespace farm

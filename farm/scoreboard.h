@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "farm/status.h"
 
@@ -76,6 +77,21 @@ class Scoreboard {
   ScoreboardHeader* header_;
   ScoreboardSlot* slots_;
 };
+
+// Paths of every run_dir/*.scoreboard, sorted (mailfarmctl farms, metrics).
+std::vector<std::string> ListScoreboards(const std::string& run_dir);
+
+// A farm's children counted by state, from one read of its scoreboard.
+struct ScoreboardCounts {
+  std::string farm;
+  int manager_pid = 0;
+  uint64_t generation = 0;
+  uint64_t total_jobs = 0;
+  uint64_t total_children = 0;
+  int by_state[6] = {0};  // indexed by SlotState
+  int of(SlotState state) const { return by_state[static_cast<int>(state)]; }
+};
+ScoreboardCounts CountScoreboard(const Scoreboard& board);
 
 }  // namespace farm
 

@@ -2,7 +2,6 @@
 // control.sock (wire.proto ControlRequest/ControlReply); `farms` reads the
 // scoreboards straight from run_dir; `reload` and `stop` signal mailfarmd.
 // Also answers as `mailq` (argv[0]) with the queue listing.
-#include <dirent.h>
 #include <gflags/gflags.h>
 #include <google/protobuf/util/json_util.h>
 #include <signal.h>
@@ -371,26 +370,14 @@ int Stats(const farm::Config& config) {
 // The scoreboards of every farm under run_dir, like Apache's server-status.
 int Farms(const farm::Config& config) {
   std::string run_dir = farm::RunDir(config);
-  std::vector<std::string> boards;
-  if (DIR* dir = ::opendir(run_dir.c_str())) {
-    while (dirent* entry = ::readdir(dir)) {
-      std::string name = entry->d_name;
-      const std::string suffix = ".scoreboard";
-      if (name.size() > suffix.size() &&
-          name.compare(name.size() - suffix.size(), suffix.size(), suffix) ==
-              0) {
-        boards.push_back(run_dir + "/" + name);
-      }
-    }
-    ::closedir(dir);
-  }
-  std::sort(boards.begin(), boards.end());
+  std::vector<std::string> boards = farm::ListScoreboards(run_dir);
   if (boards.empty()) {
     std::fprintf(
         stderr, "mailfarmctl: no scoreboards under %s (is mailfarm running?)\n",
         run_dir.c_str());
     return kExitUnavailable;
   }
+  using S = farm::SlotState;
   int64_t now = farm::RealClock()->MonotonicMs();
   for (const std::string& path : boards) {
     auto board = farm::Scoreboard::OpenReadOnly(path);
@@ -399,45 +386,34 @@ int Farms(const farm::Config& config) {
                    board.status().message().c_str());
       continue;
     }
-    const auto& header = (*board)->header();
-    bool manager_alive =
-        header.manager_pid > 0 && ::kill(header.manager_pid, 0) == 0;
-    int counts[6] = {0};
-    std::string rows;
-    std::string json_slots;
+    farm::ScoreboardCounts c = farm::CountScoreboard(**board);
+    bool manager_alive = c.manager_pid > 0 && ::kill(c.manager_pid, 0) == 0;
+    std::string rows, json_slots;
     for (int i = 0; i < (*board)->slot_count(); ++i) {
       const auto& slot = (*board)->slot(i);
-      auto state = static_cast<farm::SlotState>(slot.state.load());
-      if (state == farm::SlotState::kFree) continue;
-      counts[static_cast<int>(state)]++;
+      auto state = static_cast<S>(slot.state.load());
+      if (state == S::kFree) continue;
       int64_t started = slot.job_started_ms.load();
-      int64_t age = started > 0 ? now - started : -1;
+      long long age = started > 0 ? static_cast<long long>(now - started) : -1;
+      auto gen = static_cast<unsigned long long>(slot.generation.load());
+      auto jobs = static_cast<unsigned long long>(slot.jobs_done.load());
       char row[160];
       std::snprintf(
           row, sizeof(row), "  %5d %-10s gen %-3llu jobs %-8llu %s\n",
-          slot.pid.load(), farm::SlotStateName(state),
-          static_cast<unsigned long long>(slot.generation.load()),
-          static_cast<unsigned long long>(slot.jobs_done.load()),
+          slot.pid.load(), farm::SlotStateName(state), gen, jobs,
           age >= 0 ? ("job age " + std::to_string(age) + " ms").c_str() : "");
       rows += row;
       char js[200];
       std::snprintf(js, sizeof(js),
-                    "%s{\"pid\":%d,\"state\":\"%s\",\"generation\":%llu,\"jobs_"
-                    "done\":%llu,"
-                    "\"job_age_ms\":%lld}",
+                    "%s{\"pid\":%d,\"state\":\"%s\",\"generation\":%llu,"
+                    "\"jobs_done\":%llu,\"job_age_ms\":%lld}",
                     json_slots.empty() ? "" : ",", slot.pid.load(),
-                    farm::SlotStateName(state),
-                    static_cast<unsigned long long>(slot.generation.load()),
-                    static_cast<unsigned long long>(slot.jobs_done.load()),
-                    static_cast<long long>(age));
+                    farm::SlotStateName(state), gen, jobs, age);
       json_slots += js;
     }
-    using S = farm::SlotState;
-    int starting = counts[static_cast<int>(S::kStarting)],
-        idle = counts[static_cast<int>(S::kIdle)];
-    int connected = counts[static_cast<int>(S::kConnected)],
-        busy = counts[static_cast<int>(S::kBusy)];
-    int exiting = counts[static_cast<int>(S::kExiting)];
+    auto gen = static_cast<unsigned long long>(c.generation);
+    auto total_jobs = static_cast<unsigned long long>(c.total_jobs);
+    auto total_children = static_cast<unsigned long long>(c.total_children);
     if (FLAGS_json) {
       std::printf(
           "{\"farm\":\"%s\",\"manager_pid\":%d,\"manager_alive\":%s,"
@@ -445,23 +421,19 @@ int Farms(const farm::Config& config) {
           "\"starting\":%d,\"idle\":%d,\"connected\":%d,\"busy\":%d,"
           "\"exiting\":%d,"
           "\"total_jobs\":%llu,\"total_children\":%llu,\"children\":[%s]}\n",
-          header.farm, header.manager_pid, manager_alive ? "true" : "false",
-          static_cast<unsigned long long>(header.generation.load()), starting,
-          idle, connected, busy, exiting,
-          static_cast<unsigned long long>(header.total_jobs.load()),
-          static_cast<unsigned long long>(header.total_children.load()),
+          c.farm.c_str(), c.manager_pid, manager_alive ? "true" : "false", gen,
+          c.of(S::kStarting), c.of(S::kIdle), c.of(S::kConnected),
+          c.of(S::kBusy), c.of(S::kExiting), total_jobs, total_children,
           json_slots.c_str());
       continue;
     }
     std::printf(
         "%s: manager %d%s, generation %llu, %d starting, %d idle, %d "
-        "connected, "
-        "%d busy, %d exiting; %llu jobs by %llu children\n",
-        header.farm, header.manager_pid, manager_alive ? "" : " (not running)",
-        static_cast<unsigned long long>(header.generation.load()), starting,
-        idle, connected, busy, exiting,
-        static_cast<unsigned long long>(header.total_jobs.load()),
-        static_cast<unsigned long long>(header.total_children.load()));
+        "connected, %d busy, "
+        "%d exiting; %llu jobs by %llu children\n",
+        c.farm.c_str(), c.manager_pid, manager_alive ? "" : " (not running)",
+        gen, c.of(S::kStarting), c.of(S::kIdle), c.of(S::kConnected),
+        c.of(S::kBusy), c.of(S::kExiting), total_jobs, total_children);
     std::printf("%s", rows.c_str());
   }
   return kExitOk;

@@ -1,7 +1,6 @@
 // metrics.cc: Prometheus text exposition and the evhttp endpoint.
 #include "scheduler/metrics.h"
 
-#include <dirent.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 #include <glog/logging.h>
@@ -110,65 +109,45 @@ void LatencyHistogram::Observe(double seconds) {
 }
 
 void LatencyHistogram::AppendTo(MetricsPage* page, const std::string& name,
-                                const std::string& help, const Labels& labels) const {
+                                const std::string& help,
+                                const Labels& labels) const {
   page->Declare(name, "histogram", help);
   uint64_t cumulative = 0;
   for (size_t i = 0; i <= bounds_.size(); ++i) {
     cumulative += counts_[i];
     Labels with_le = labels;
     with_le["le"] = i < bounds_.size() ? FormatValue(bounds_[i]) : "+Inf";
-    page->AddSample(name, name + "_bucket", with_le, static_cast<double>(cumulative));
+    page->AddSample(name, name + "_bucket", with_le,
+                    static_cast<double>(cumulative));
   }
   page->AddSample(name, name + "_sum", labels, sum_);
   page->AddSample(name, name + "_count", labels, static_cast<double>(count_));
 }
 
 void AddScoreboardMetrics(const std::string& run_dir, MetricsPage* page) {
-  DIR* dir = ::opendir(run_dir.c_str());
-  if (dir == nullptr) return;
-  std::vector<std::string> files;
-  while (dirent* e = ::readdir(dir)) {
-    std::string name = e->d_name;
-    const std::string suffix = ".scoreboard";
-    if (name.size() > suffix.size() &&
-        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      files.push_back(run_dir + "/" + name);
-    }
-  }
-  ::closedir(dir);
-  std::sort(files.begin(), files.end());
-  for (const std::string& path : files) {
+  for (const std::string& path : farm::ListScoreboards(run_dir)) {
     auto board = farm::Scoreboard::OpenReadOnly(path);
     if (!board.ok()) continue;
-    const auto& header = (*board)->header();
-    std::string farm_name(header.farm,
-                          strnlen(header.farm, sizeof(header.farm)));
-    uint64_t by_state[6] = {0};
-    for (int i = 0; i < (*board)->slot_count(); ++i) {
-      uint32_t state = (*board)->slot(i).state.load();
-      if (state < 6) ++by_state[state];
-    }
-    for (uint32_t s = 1; s < 6; ++s) {
-      page->Add(
-          "mailfarm_farm_children", "gauge",
-          "Farm children by scoreboard state.",
-          {{"farm", farm_name},
-           {"state", farm::SlotStateName(static_cast<farm::SlotState>(s))}},
-          static_cast<double>(by_state[s]));
+    farm::ScoreboardCounts counts = farm::CountScoreboard(**board);
+    for (int s = 1; s < 6; ++s) {
+      auto state = static_cast<farm::SlotState>(s);
+      page->Add("mailfarm_farm_children", "gauge",
+                "Farm children by scoreboard state.",
+                {{"farm", counts.farm}, {"state", farm::SlotStateName(state)}},
+                static_cast<double>(counts.of(state)));
     }
     page->Add("mailfarm_farm_jobs_total", "counter",
               "Jobs (or sessions) served by a farm's children since its "
               "manager started.",
-              {{"farm", farm_name}},
-              static_cast<double>(header.total_jobs.load()));
+              {{"farm", counts.farm}}, static_cast<double>(counts.total_jobs));
     page->Add("mailfarm_farm_children_started_total", "counter",
               "Children forked by a farm's manager since it started.",
-              {{"farm", farm_name}},
-              static_cast<double>(header.total_children.load()));
+              {{"farm", counts.farm}},
+              static_cast<double>(counts.total_children));
     page->Add(
         "mailfarm_farm_generation", "gauge",
         "A farm's generation (graceful restarts since its manager started).",
-        {{"farm", farm_name}}, static_cast<double>(header.generation.load()));
+        {{"farm", counts.farm}}, static_cast<double>(counts.generation));
   }
 }
 
