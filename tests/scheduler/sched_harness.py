@@ -94,8 +94,8 @@ def message_body(subject="test", size=0, extra=""):
     head = ("From: sender@example.com\r\nTo: rcpt@example.org\r\nSubject: %s\r\n"
             "Message-ID: <%s@test>\r\n\r\n" % (subject, time.monotonic_ns()))
     body = extra + "hello\r\n"
-    while len(head) + len(body) < size:
-        body += "x" * 76 + "\r\n"
+    missing = max(0, size - len(head) - len(body))
+    body += ("x" * 76 + "\r\n") * ((missing + 77) // 78)
     return (head + body).encode()
 
 
