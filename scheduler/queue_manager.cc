@@ -663,7 +663,13 @@ void QueueManager::ApplyFilter(Job* job, const Result& result) {
 
 void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
                                 const Result& result) {
-  if (item.group >= job->groups.size()) return;
+  if (item.group >=
+      job->groups.size()) {  // cannot happen; never strand the job
+    LOG(ERROR) << job->qid << ": result for unknown delivery group "
+               << item.group;
+    if (job->in_flight == 0) Continue(job);
+    return;
+  }
   std::map<uint32_t, const RecipientResult*> by_index;
   for (const auto& r : result.recipients()) by_index[r.index()] = &r;
   bool failures_now = false;
