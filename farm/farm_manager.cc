@@ -282,6 +282,18 @@ void Manager::BeginStop() {
             << spec_.pool.stop_grace_ms() << " ms)";
   // Nothing new is accepted from now on.
   spec_.listeners.clear();
+  // Children waiting for work sleep in poll(); SIGUSR1 cuts that short so the
+  // stop takes milliseconds. Busy children are left alone: a signal could cut
+  // a blocking call in the middle of their job.
+  for (int i = 0; i < board_->slot_count(); ++i) {
+    ScoreboardSlot& slot = board_->slot(i);
+    SlotState state = StateOf(slot);
+    pid_t pid = slot.pid.load();
+    if (pid > 0 &&
+        (state == SlotState::kIdle || state == SlotState::kConnected)) {
+      ::kill(pid, SIGUSR1);
+    }
+  }
 }
 
 bool Manager::StopFinished() {

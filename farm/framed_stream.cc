@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "farm/clock.h"
 #include "farm/sockets.h"
 
 namespace farm {
@@ -57,16 +58,25 @@ Status FramedStream::Write(const google::protobuf::MessageLite& message) {
 bool FramedStream::WaitReadable(int timeout_ms) {
   if (begin_ < end_) return true;
   pollfd pfd{fd_, POLLIN, 0};
-  int n;
-  do {
-    n = ::poll(&pfd, 1, timeout_ms);
-  } while (n < 0 && errno == EINTR);
-  return n > 0;
+  // A signal ends the wait early on purpose: the farm manager wakes waiting
+  // children with SIGUSR1 so that they re-check whether to leave.
+  return ::poll(&pfd, 1, timeout_ms) > 0;
+}
+
+bool FramedStream::WaitReadableFor(int timeout_ms) {
+  int64_t deadline = RealClock()->MonotonicMs() + timeout_ms;
+  for (;;) {
+    if (WaitReadable(timeout_ms)) return true;
+    int64_t left = deadline - RealClock()->MonotonicMs();
+    if (left <= 0) return false;
+    timeout_ms = static_cast<int>(left);
+  }
 }
 
 Status FramedStream::Fill(int timeout_ms, size_t want) {
-  if (timeout_ms >= 0 && !WaitReadable(timeout_ms))
+  if (timeout_ms >= 0 && !WaitReadableFor(timeout_ms)) {
     return Status::TempFail("timeout");
+  }
   // Move the unparsed tail to the front, then make room for the whole frame.
   if (begin_ > 0) {
     std::copy(buffer_.begin() + begin_, buffer_.begin() + end_,

@@ -30,9 +30,13 @@ class FramedStream {
   Status Read(google::protobuf::MessageLite* message, int timeout_ms = -1);
 
   // True when bytes are buffered or the fd becomes readable within timeout_ms.
+  // A signal cuts the wait short (false), so a waiting child notices at once
+  // that it should leave.
   bool WaitReadable(int timeout_ms);
 
  private:
+  // WaitReadable that sits out signals until the whole timeout has passed.
+  bool WaitReadableFor(int timeout_ms);
   // Reads more bytes into buffer_, making room for `want` bytes in all; kClosed
   // at EOF.
   Status Fill(int timeout_ms, size_t want);
