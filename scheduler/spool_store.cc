@@ -1,10 +1,11 @@
-// spool_store.cc: the file-tree SpoolStore and its group commit. Each I/O
-// thread takes every operation queued (up to max_batch) and makes them durable
-// together: write all files, start write-back for all, fdatasync each (the
-// first sync's journal commit usually carries the rest), rename the new files
-// into queue/, then one fsync per directory touched. A batch of two or more
-// is made durable by one syncfs() instead: every fdatasync costs a device
-// cache flush, a syncfs costs one for the whole batch.
+// spool_store.cc: the file-tree SpoolStore and its group commit. One I/O
+// thread at a time (the committer) takes every write queued (up to max_batch)
+// and makes them durable together: write all files into tmp/ (or append),
+// one syncfs() of the spool's filesystem for the batch (one journal commit and
+// one device cache flush; a batch of one uses fdatasync), rename the new files
+// into queue/, then one fsync per directory touched. While it syncs, new
+// injections queue up and form the next batch; other threads do reads and
+// background work.
 #include "scheduler/spool_store.h"
 
 #include <dirent.h>
@@ -47,6 +48,10 @@ struct FileSpoolStore::Op {
 };
 
 namespace {
+
+// Operations that write the queue go through the single committer
+// (Op::Kind's first three: kCreate, kAppend, kRemove).
+bool IsCommit(int kind) { return kind <= 2; }
 
 std::string Dirname(const std::string& path) {
   return path.substr(0, path.rfind('/'));
@@ -151,6 +156,7 @@ std::string FileSpoolStore::PathOf(const std::string& qid) const {
 void FileSpoolStore::Submit(std::unique_ptr<Op> op) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!IsCommit(static_cast<int>(op->kind))) ++background_queued_;
     queue_.push_back(std::move(op));
   }
   cv_.notify_one();
@@ -227,23 +233,55 @@ size_t FileSpoolStore::pending() {
   return queue_.size() + running_;
 }
 
+// One thread at a time commits (creates, appends, removes): everything that
+// arrives while it syncs waits for it and forms the next, larger batch, and
+// one job's appends and removal stay in order. The other threads meanwhile
+// take background work (reads, DSN building, quarantine).
 void FileSpoolStore::WorkerLoop() {
   for (;;) {
     std::vector<std::unique_ptr<Op>> batch;
+    bool commits = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      cv_.wait(lock, [this] {
+        return (!committing_ && !queue_.empty()) || background_queued_ > 0 ||
+               (stopping_ && queue_.empty());
+      });
       if (queue_.empty()) return;  // stopping, and everything queued is done
-      while (!queue_.empty() && batch.size() < options_.max_batch) {
-        batch.push_back(std::move(queue_.front()));
-        queue_.pop_front();
+      if (!committing_) {
+        while (!queue_.empty() && batch.size() < options_.max_batch) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      } else {
+        for (auto it = queue_.begin();
+             it != queue_.end() && batch.size() < options_.max_batch;) {
+          if (IsCommit(static_cast<int>((*it)->kind))) {
+            ++it;
+            continue;
+          }
+          batch.push_back(std::move(*it));
+          it = queue_.erase(it);
+        }
       }
+      for (auto& op : batch) {
+        if (IsCommit(static_cast<int>(op->kind))) {
+          commits = true;
+        } else {
+          --background_queued_;
+        }
+      }
+      if (commits) committing_ = true;
       running_ += batch.size();
     }
     size_t n = batch.size();
     RunBatch(batch);  // posts the completions and empties `batch`
-    std::lock_guard<std::mutex> lock(mu_);
-    running_ -= n;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      running_ -= n;
+      if (commits) committing_ = false;
+    }
+    cv_.notify_all();
   }
 }
 

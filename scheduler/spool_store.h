@@ -139,8 +139,10 @@ class FileSpoolStore : public SpoolStore {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Op>> queue_;  // guarded by mu_
   size_t running_ = 0;                     // guarded by mu_
-  bool stopping_ = false;                  // guarded by mu_
-  GroupCommitStats stats_;                 // guarded by mu_
+  size_t background_queued_ = 0;  // queued non-commit ops; guarded by mu_
+  bool committing_ = false;  // a thread runs a commit batch; guarded by mu_
+  bool stopping_ = false;    // guarded by mu_
+  GroupCommitStats stats_;   // guarded by mu_
   std::vector<std::thread> threads_;
 };
 

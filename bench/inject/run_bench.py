@@ -40,6 +40,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--clients", default="1,8,32")
     ap.add_argument("--deferred", type=int, default=100000)
+    ap.add_argument("--io_threads", type=int, default=2, help="scheduler.io_threads")
     args = ap.parse_args()
     os.environ["MAILFARM_BIN"] = os.path.abspath(args.bin)
     os.environ.setdefault("PYTHONPATH", "")
@@ -56,7 +57,8 @@ def main():
     os.rmdir(probe)
     print("raw write(5 KB)+fdatasync: %.1f /s  (filesystem of %s)" % (fsync_rate, tempfile.gettempdir()))
 
-    mf = h.Mailfarm("bench", scheduler_extra="max_inject_connections: 512")
+    mf = h.Mailfarm("bench", scheduler_extra="max_inject_connections: 512 io_threads: %d" %
+                    args.io_threads)
     try:
         mf.start_scheduler()
         for n in [int(x) for x in args.clients.split(",")]:
