@@ -198,10 +198,18 @@ int main(int argc, char** argv) {
     // public/ is postdrop's): its members may reach inject.sock, nobody else
     // gets past the directory.
     farm::ServiceAccount run_owner = **account;
-    if (auto gid = farm::LookupGroup(config.identity().inject_group()))
-      run_owner.gid = *gid;
-    if (!Chown(run_dir, run_owner) || !Chown(spool_dir, **account))
+    auto inject_gid = farm::LookupGroup(config.identity().inject_group());
+    if (inject_gid) run_owner.gid = *inject_gid;
+    if (!Chown(run_dir, run_owner) || !Chown(spool_dir, **account)) {
       return farm::kExitOsErr;
+    }
+    // setgid: inject.sock, made by the scheduler inside, takes the
+    // directory's group, so the injection group can use it (mode 0660)
+    // without the service user being a member of that group.
+    if (inject_gid && ::chmod(run_dir.c_str(), 02750) != 0) {
+      PLOG(ERROR) << "chmod " << run_dir;
+      return farm::kExitOsErr;
+    }
   }
   farm::UniqueFd pid_file = LockPidFile(run_dir + "/mailfarmd.pid");
   // Bind what may need root (port 25) before giving root up.

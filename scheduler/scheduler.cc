@@ -237,7 +237,7 @@ int RunScheduler(const farm::Config& config, const std::string& config_path) {
   p.farms->Configure(config);
 
   auto inject_fd = farm::ListenUnix(farm::InjectSocketPath(config), 0660);
-  auto control_fd = farm::ListenUnix(farm::ControlSocketPath(config), 0660);
+  auto control_fd = farm::ListenUnix(farm::ControlSocketPath(config), 0600);
   if (!inject_fd.ok() || !control_fd.ok()) {
     const farm::Status& bad =
         inject_fd.ok() ? control_fd.status() : inject_fd.status();
