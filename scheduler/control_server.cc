@@ -127,12 +127,25 @@ void ControlServer::OnRequest(Conn* conn, std::string_view payload) {
       } while (i < entries.size());
       return;
     }
-    case ControlRequest::kQueueShow:
+    case ControlRequest::kQueueShow: {
       if (!queue_->Show(req.queue_show(), reply.mutable_detail())) {
         reply.set_status(ControlReply::NOT_FOUND);
         reply.set_text("no job " + req.queue_show() + " in the queue");
+        break;
       }
-      break;
+      // The history lives in the queue file, read off the loop.
+      std::weak_ptr<bool> alive = alive_;
+      auto shared = std::make_shared<ControlReply>(std::move(reply));
+      queue_->ReadHistory(
+          req.queue_show(),
+          [this, alive, serial, shared](std::vector<AttemptRecord> history) {
+            if (alive.expired()) return;
+            for (auto& a : history)
+              *shared->mutable_detail()->add_history() = std::move(a);
+            Send(serial, *shared, true);
+          });
+      return;
+    }
     case ControlRequest::kFlush:
       counted(queue_->Flush(req.flush()), "flushed");
       break;

@@ -931,6 +931,7 @@ void QueueManager::Persist(Job* job, std::function<void(Job*)> then) {
 void QueueManager::RunPersist(Job* job) {
   spool::JobState state;
   state.set_sequence(++job->sequence);
+  state.set_unix_ms(clock_->NowUnixMs());
   state.set_attempts(job->attempts);
   state.set_next_attempt_unix_ms(job->next_attempt_ms);
   state.set_held(job->held);
@@ -1169,6 +1170,49 @@ bool QueueManager::Show(const std::string& qid, QueueDetail* detail) const {
   if (!job->client.empty())
     detail->mutable_client()->ParseFromString(job->client);
   return true;
+}
+
+void QueueManager::ReadHistory(
+    const std::string& qid,
+    std::function<void(std::vector<AttemptRecord>)> done) {
+  if (FindQid(qid) == nullptr) {
+    done({});
+    return;
+  }
+  store_->Read(store_->PathOf(qid), [done](farm::StatusOr<QueueFile> file) {
+    std::vector<AttemptRecord> history;
+    if (!file.ok()) {
+      done(std::move(history));
+      return;
+    }
+    std::map<uint32_t, std::string> addresses;
+    for (const auto& r : file->envelope.recipients())
+      addresses[r.index()] = r.address();
+    uint32_t attempts = 0;
+    for (const spool::JobState& record : file->records) {
+      // A record that counts a new failed attempt carries its reason.
+      if (record.attempts() > attempts && !record.last_error().empty()) {
+        AttemptRecord a;
+        a.set_unix_ms(record.unix_ms());
+        a.set_outcome(OUTCOME_TEMPFAIL);
+        a.set_text(record.last_error());
+        history.push_back(std::move(a));
+      }
+      attempts = std::max(attempts, record.attempts());
+      for (const auto& r : record.recipients()) {
+        if (r.status() == spool::RCPT_PENDING) continue;
+        AttemptRecord a;
+        a.set_unix_ms(record.unix_ms());
+        a.set_recipient(addresses[r.index()]);
+        a.set_outcome(r.status() == spool::RCPT_DELIVERED ? OUTCOME_OK
+                                                          : OUTCOME_PERMFAIL);
+        a.set_dsn(r.dsn());
+        a.set_text(r.text());
+        history.push_back(std::move(a));
+      }
+    }
+    done(std::move(history));
+  });
 }
 
 void QueueManager::FillStats(Stats* stats) const {

@@ -100,6 +100,11 @@ class QueueManager {
   uint32_t Bounce(const Selector& selector);
   std::vector<QueueEntry> List(const Selector& selector) const;
   bool Show(const std::string& qid, QueueDetail* detail) const;
+  // Reads the job's state records from its queue file (off the loop) and
+  // gives them to `done` as attempt history, oldest first; empty when the job
+  // is gone or its file cannot be read.
+  void ReadHistory(const std::string& qid,
+                   std::function<void(std::vector<AttemptRecord>)> done);
   void FillStats(Stats* stats) const;
   // Inject (hand-over to durable) and delivery (arrival to sent) latencies.
   void AppendHistograms(MetricsPage* page) const;

@@ -111,6 +111,7 @@ farm::Status ReadStateRecords(const ReadAt& read_at, uint64_t offset,
       break;
     MergeJobState(record, &file->state);
     ++file->state_records;
+    file->records.push_back(std::move(record));
     pos += kFrameOverhead + length;
   }
   file->valid_size = offset + pos;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "farm/status.h"
 #include "spool.pb.h"
@@ -31,6 +32,8 @@ struct QueueFile {
   // changed).
   spool::JobState state;
   int state_records = 0;
+  // Every intact state record as written, oldest first (the job's history).
+  std::vector<spool::JobState> records;
   // Length of the file up to the end of the last intact record. Bytes after it
   // are a torn append (a crash mid-write); writers truncate to this length
   // before appending again, so a torn record never sits between good ones.
