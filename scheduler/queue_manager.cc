@@ -692,6 +692,7 @@ void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
       LogDelivery(job, route.address, s.address, relay,
                   dsn.empty() ? "2.0.0" : dsn, "sent", text, result.delay_ms());
       Count("delivered");
+      deliveries_[{route.channel, "sent"}]++;
       delivery_latency_.Observe(
           static_cast<double>(clock_->NowUnixMs() - job->arrival_ms) / 1000.0);
       if (s.pending() &&
@@ -706,6 +707,7 @@ void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
       LogDelivery(job, route.address, s.address, relay, dsn, "bounced", text,
                   result.delay_ms());
       Count("bounced");
+      deliveries_[{route.channel, "bounced"}]++;
       job->failures.push_back({s.address, route.address, dsn, text, relay});
       s.failed = true;
       failures_now = true;
@@ -717,6 +719,7 @@ void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
       LogDelivery(job, route.address, s.address, relay, dsn, "deferred", text,
                   result.delay_ms());
       Count("deferred");
+      deliveries_[{route.channel, "deferred"}]++;
     }
   }
   bool all_delivered = std::all_of(
@@ -1217,14 +1220,27 @@ void QueueManager::ReadHistory(
 
 void QueueManager::FillStats(Stats* stats) const {
   std::map<std::string, uint64_t> by_state;
-  for (const auto& [id, job] : jobs_)
+  uint64_t bytes = 0;
+  for (const auto& [id, job] : jobs_) {
     ++by_state[job->held && job->state != kActive ? "hold"
                                                   : StateName(job->state)];
+    bytes += job->body_size;
+  }
+  auto* spool_bytes = stats->add_samples();
+  spool_bytes->set_name("mailfarm_spool_bytes");
+  spool_bytes->set_value(static_cast<double>(bytes));
   for (const char* s : {"active", "deferred", "hold"}) {
     auto* sample = stats->add_samples();
     sample->set_name("mailfarm_queue_jobs");
     (*sample->mutable_labels())["state"] = s;
     sample->set_value(static_cast<double>(by_state[s]));
+  }
+  for (const auto& [key, value] : deliveries_) {
+    auto* sample = stats->add_samples();
+    sample->set_name("mailfarm_deliveries_total");
+    (*sample->mutable_labels())["channel"] = key.first;
+    (*sample->mutable_labels())["status"] = key.second;
+    sample->set_value(static_cast<double>(value));
   }
   for (const auto& [name, value] : counters_) {
     auto* sample = stats->add_samples();

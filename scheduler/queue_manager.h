@@ -159,6 +159,8 @@ class QueueManager {
   uint64_t next_id_ = 1;
   size_t active_ = 0;
   std::map<std::string, uint64_t> counters_;
+  // Recipient outcomes by (channel, status: sent, deferred, bounced).
+  std::map<std::pair<std::string, std::string>, uint64_t> deliveries_;
   std::mt19937_64 rng_;
   LatencyHistogram inject_latency_;
   LatencyHistogram delivery_latency_;

@@ -181,6 +181,25 @@ struct Process {
   }
 };
 
+// Farm links and the spool's group commit, for `mailfarmctl stats` and
+// /metrics.
+void FillProcessStats(Process& p, Stats* stats) {
+  p.farms->FillStats(stats);
+  GroupCommitStats g = p.store->stats();
+  for (auto [name, value] :
+       {std::pair<const char*, uint64_t>{"mailfarm_spool_commit_batches_total",
+                                         g.batches},
+        {"mailfarm_spool_files_created_total", g.files},
+        {"mailfarm_spool_data_syncs_total", g.data_syncs},
+        {"mailfarm_spool_dir_syncs_total", g.dir_syncs},
+        {"mailfarm_spool_max_batch", g.max_batch},
+        {"mailfarm_spool_failures_total", g.failures}}) {
+    auto* sample = stats->add_samples();
+    sample->set_name(name);
+    sample->set_value(static_cast<double>(value));
+  }
+}
+
 void OnSignal(evutil_socket_t sig, short, void* arg) {
   auto* p = static_cast<Process*>(arg);
   if (sig == SIGHUP) {
@@ -256,22 +275,7 @@ int RunScheduler(const farm::Config& config, const std::string& config_path) {
   ControlServer::Hooks hooks;
   hooks.reload = [&p] { return p.Reload(); };
   hooks.stop = [&p] { event_base_loopbreak(p.base); };
-  hooks.extra_stats = [&p](Stats* stats) {
-    p.farms->FillStats(stats);
-    GroupCommitStats g = p.store->stats();
-    for (auto [name, value] :
-         {std::pair<const char*, uint64_t>{
-              "mailfarm_spool_commit_batches_total", g.batches},
-          {"mailfarm_spool_files_created_total", g.files},
-          {"mailfarm_spool_data_syncs_total", g.data_syncs},
-          {"mailfarm_spool_dir_syncs_total", g.dir_syncs},
-          {"mailfarm_spool_max_batch", g.max_batch},
-          {"mailfarm_spool_failures_total", g.failures}}) {
-      auto* sample = stats->add_samples();
-      sample->set_name(name);
-      sample->set_value(static_cast<double>(value));
-    }
-  };
+  hooks.extra_stats = [&p](Stats* stats) { FillProcessStats(p, stats); };
   p.control = std::make_unique<ControlServer>(
       p.base, std::move(*control_fd), p.queue.get(), ControlUids(config),
       config.scheduler().max_frame_bytes(), std::move(hooks));
@@ -282,7 +286,7 @@ int RunScheduler(const farm::Config& config, const std::string& config_path) {
       MetricsServer::Start(p.base, config.metrics(), [&p](MetricsPage* page) {
         Stats stats;
         p.queue->FillStats(&stats);
-        p.farms->FillStats(&stats);
+        FillProcessStats(p, &stats);
         for (const auto& sample : stats.samples()) {
           const std::string& name = sample.name();
           bool counter = name.size() > 6 &&

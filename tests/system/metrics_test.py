@@ -74,6 +74,10 @@ class MetricsTest(unittest.TestCase):
                 self.assertIn(expected, names)
             self.assertTrue(any(types[n] == "histogram" for n in names), "no latency histogram")
             self.assertTrue(any("fsync" in n or "sync" in n for n in names), names)
+            self.assertGreaterEqual(
+                first.get(("mailfarm_deliveries_total", '{channel="local",status="sent"}'), 0), 3,
+                "deliveries by channel and status")
+            self.assertIn(("mailfarm_spool_bytes", ""), first)
             busy_farms = {lbl for (n, lbl) in first if n == "mailfarm_farm_children"}
             self.assertTrue(any('farm="smtpd"' in l for l in busy_farms), busy_farms)
 
