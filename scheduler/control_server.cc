@@ -163,6 +163,7 @@ void ControlServer::OnRequest(Conn* conn, std::string_view payload) {
       break;
     case ControlRequest::kStats:
       queue_->FillStats(reply.mutable_stats());
+      queue_->FillRates(reply.mutable_stats());
       if (hooks_.extra_stats) hooks_.extra_stats(reply.mutable_stats());
       break;
     case ControlRequest::kReload:

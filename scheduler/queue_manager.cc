@@ -150,7 +150,10 @@ QueueManager::QueueManager(SpoolStore* store, StageDispatcher* dispatcher,
       dispatcher_(dispatcher),
       clock_(clock),
       settings_(std::move(settings)),
-      rng_(std::random_device{}()) {}
+      rng_(std::random_device{}()) {
+  // The zero baseline: rates count from the scheduler's start.
+  SampleRates(clock_->NowUnixMs());
+}
 
 QueueManager::~QueueManager() = default;
 
@@ -339,6 +342,7 @@ void QueueManager::Adopt(std::vector<std::pair<std::string, std::string>> jobs,
 
 std::optional<int64_t> QueueManager::Tick() {
   int64_t now = clock_->NowUnixMs();
+  SampleRates(now);
   size_t room =
       active_ < settings_.max_active ? settings_.max_active - active_ : 0;
   for (uint64_t id : deferred_.PopDue(now, room)) {
@@ -1216,6 +1220,54 @@ void QueueManager::ReadHistory(
     }
     done(std::move(history));
   });
+}
+
+namespace {
+constexpr const char* kRateEvents[] = {"injected", "delivered", "deferred",
+                                       "bounced"};
+constexpr int64_t kRateSampleMs = 10'000;
+constexpr int64_t kRateKeepMs = 15 * 60'000;
+}  // namespace
+
+void QueueManager::SampleRates(int64_t now) {
+  if (!rate_samples_.empty() &&
+      now - rate_samples_.back().unix_ms < kRateSampleMs)
+    return;
+  RateSample sample;
+  sample.unix_ms = now;
+  for (size_t i = 0; i < 4; ++i) sample.counts[i] = counter(kRateEvents[i]);
+  rate_samples_.push_back(sample);
+  while (!rate_samples_.empty() &&
+         now - rate_samples_.front().unix_ms > kRateKeepMs + kRateSampleMs)
+    rate_samples_.pop_front();
+}
+
+void QueueManager::FillRates(Stats* stats) const {
+  if (rate_samples_.empty()) return;
+  int64_t now = clock_->NowUnixMs();
+  for (auto [window, minutes] :
+       {std::pair<const char*, int>{"1m", 1}, {"5m", 5}, {"15m", 15}}) {
+    // The oldest sample inside the window; the rate covers what it has seen.
+    const RateSample* from = &rate_samples_.back();
+    for (const RateSample& s : rate_samples_) {
+      if (now - s.unix_ms <= minutes * 60'000) {
+        from = &s;
+        break;
+      }
+    }
+    double span_min =
+        std::max<double>(1.0, static_cast<double>(now - from->unix_ms)) /
+        60'000.0;
+    for (size_t i = 0; i < 4; ++i) {
+      auto* sample = stats->add_samples();
+      sample->set_name("mailfarm_rate_per_minute");
+      (*sample->mutable_labels())["event"] = kRateEvents[i];
+      (*sample->mutable_labels())["window"] = window;
+      double delta =
+          static_cast<double>(counter(kRateEvents[i]) - from->counts[i]);
+      sample->set_value(span_min > 0 ? delta / span_min : 0);
+    }
+  }
 }
 
 void QueueManager::FillStats(Stats* stats) const {

@@ -7,6 +7,7 @@
 #define MAILFARM_SCHEDULER_QUEUE_MANAGER_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -106,6 +107,9 @@ class QueueManager {
   void ReadHistory(const std::string& qid,
                    std::function<void(std::vector<AttemptRecord>)> done);
   void FillStats(Stats* stats) const;
+  // mailfarm_rate_per_minute{event, window=1m|5m|15m} from samples of the
+  // counters taken by Tick (every 10 s at most), for `mailfarmctl stats`.
+  void FillRates(Stats* stats) const;
   // Inject (hand-over to durable) and delivery (arrival to sent) latencies.
   void AppendHistograms(MetricsPage* page) const;
 
@@ -159,6 +163,13 @@ class QueueManager {
   uint64_t next_id_ = 1;
   size_t active_ = 0;
   std::map<std::string, uint64_t> counters_;
+  struct RateSample {
+    int64_t unix_ms = 0;
+    uint64_t counts[4] = {0, 0, 0,
+                          0};  // injected, delivered, deferred, bounced
+  };
+  void SampleRates(int64_t now);
+  std::deque<RateSample> rate_samples_;  // the last 15 minutes
   // Recipient outcomes by (channel, status: sent, deferred, bounced).
   std::map<std::pair<std::string, std::string>, uint64_t> deliveries_;
   std::mt19937_64 rng_;

@@ -152,6 +152,10 @@ class CtlTest(unittest.TestCase):
         self.assertIn("mailfarm_queue_jobs", self.ctl("stats").stdout)
         samples = json.loads(self.ctl("stats", "--json").stdout)["samples"]
         self.assertTrue(any(s["name"] == "mailfarm_queue_jobs" for s in samples))
+        rates = {(s["labels"]["event"], s["labels"]["window"]): s["value"] for s in samples
+                 if s["name"] == "mailfarm_rate_per_minute"}
+        self.assertEqual(len(rates), 12, rates)  # 4 events x 1m/5m/15m
+        self.assertGreater(rates[("injected", "15m")], 0)
         farms = json_lines(self.ctl("farms", "--json").stdout)
         names = {f["farm"] for f in farms}
         self.assertTrue({"router", "smtpd", "transport-smtp"} <= names, names)
