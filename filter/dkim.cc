@@ -11,16 +11,6 @@
 namespace filter {
 namespace {
 
-bool IsBlank(char c) { return c == ' ' || c == '\t'; }
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
-    return static_cast<char>(std::tolower(c));
-  });
-  return out;
-}
-
 // Appends `line` with blank runs reduced to one SP and trailing blanks removed.
 void AppendRelaxedLine(std::string_view line, std::string* out) {
   bool pending_blank = false;

@@ -11,7 +11,6 @@
 #include "farm/unique_fd.h"
 
 namespace filter {
-namespace {
 
 bool IsBlank(char c) { return c == ' ' || c == '\t'; }
 
@@ -22,6 +21,8 @@ std::string Lower(std::string_view s) {
   });
   return out;
 }
+
+namespace {
 
 // A field name is printable ASCII without ':' (RFC 5322 ftext); "Name :" (the
 // obsolete form with blanks before the colon) is accepted.
