@@ -19,10 +19,11 @@ PoolDecision DecidePool(const PoolCounts& counts, const PoolLimits& limits,
     return decision;
   }
   if (spare < limits.min_spare) {
-    // Unlike Apache, never fork past the shortfall: the extra children would
-    // only be killed again one per tick by the max_spare rule.
+    // Apache's rule: fork the whole rate, not just the shortfall, so a burst
+    // of connections gets its children in a few seconds (1, 2, 4, 8 ...).
+    // A tick that forked past the shortfall is trimmed later by max_spare.
     int room = std::max(0, limits.max_children - counts.total);
-    decision.spawn = std::min({spawn_rate, room, limits.min_spare - spare});
+    decision.spawn = std::min(spawn_rate, room);
     // Apache's rule: while short, each tick forks twice as many as the last;
     // the rate falls back to 1 as soon as a tick finds enough spares.
     decision.next_spawn_rate =

@@ -23,7 +23,7 @@ TEST(DecidePoolTest, SpawnRateDoublesWhileShortAndCapsAt32) {
     counts.total += d.spawn;
     rate = d.next_spawn_rate;
   }
-  EXPECT_EQ(spawned, (std::vector<int>{1, 2, 4, 8, 16, 32, 32, 5}));
+  EXPECT_EQ(spawned, (std::vector<int>{1, 2, 4, 8, 16, 32, 32, 32}));
 }
 
 TEST(DecidePoolTest, StartingChildrenCountAsIdle) {
