@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -12,6 +13,14 @@ namespace mailfarm::scheduler {
 
 namespace {
 constexpr int64_t kMinRetryMs = 100;
+
+// Session keys are compared in lower case: the scheduler lowers destinations,
+// a transport reports the nexthop as routed.
+std::string Lower(std::string s) {
+  for (char& c : s)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
 constexpr int64_t kMaxRetryMs = 5000;
 
 // A non-blocking connect: on a Unix socket it completes or fails at once
@@ -64,10 +73,11 @@ FarmLink::~FarmLink() {
   if (retry_timer_ != nullptr) event_free(retry_timer_);
 }
 
-size_t FarmLink::busy() const {
-  size_t n = 0;
-  for (const auto& c : conns_) n += c->state == Conn::State::kBusy;
-  return n;
+size_t FarmLink::busy() const { return busy_; }
+
+size_t FarmLink::Room() const {
+  size_t taken = busy_ + queue_.size();
+  return taken < limits_.max_connections ? limits_.max_connections - taken : 0;
 }
 
 void FarmLink::SetLimits(Limits limits) {
@@ -75,11 +85,14 @@ void FarmLink::SetLimits(Limits limits) {
   Pump();
 }
 
-size_t FarmLink::Cancel(uint64_t job_id) {
-  size_t before = queue_.size();
-  std::erase_if(queue_,
-                [job_id](const WorkItem& w) { return w.job_id == job_id; });
-  return before - queue_.size();
+std::vector<WorkItem> FarmLink::Cancel(uint64_t job_id) {
+  std::vector<WorkItem> dropped;
+  std::erase_if(queue_, [job_id, &dropped](const WorkItem& w) {
+    if (w.job_id != job_id) return false;
+    dropped.push_back(w);
+    return true;
+  });
+  return dropped;
 }
 
 void FarmLink::Submit(WorkItem item) {
@@ -94,26 +107,30 @@ void FarmLink::Pump() {
   for (auto& conn : conns_) {
     if (conn->state == Conn::State::kWaitHello) ++waiting;
   }
-  for (auto it = conns_.begin(); it != conns_.end() && !queue_.empty(); ++it) {
-    Conn* conn = it->get();
-    if (conn->state != Conn::State::kIdle) continue;
-    while (!queue_.empty()) {
-      WorkItem item = queue_.front();
-      queue_.pop_front();
-      Job job;
-      if (!callbacks_.build(item, &job)) continue;  // the job changed its mind
-      item.sent_ms = clock_->MonotonicMs();
-      job.set_deadline_unix_ms(clock_->NowUnixMs() + limits_.job_timeout_ms);
-      conn->item = item;
-      conn->state = Conn::State::kBusy;
-      timeval tv{
-          static_cast<time_t>(limits_.job_timeout_ms / 1000),
-          static_cast<suseconds_t>((limits_.job_timeout_ms % 1000) * 1000)};
-      evtimer_add(conn->timer, &tv);
-      ++counters_.jobs_sent;
-      conn->channel->Send(job);
-      break;
+  while (!queue_.empty()) {
+    Conn* conn = PickConnection(queue_.front());
+    if (conn == nullptr) break;
+    WorkItem item = queue_.front();
+    queue_.pop_front();
+    Job job;
+    if (!callbacks_.build(item, &job)) continue;  // the job changed its mind
+    if (!item.session.empty() &&
+        affinity_.Find(item.session) ==
+            reinterpret_cast<SessionAffinity::ConnId>(conn)) {
+      ++counters_.affinity_hits;
     }
+    affinity_.Forget(reinterpret_cast<SessionAffinity::ConnId>(conn));
+    item.sent_ms = clock_->MonotonicMs();
+    job.set_deadline_unix_ms(clock_->NowUnixMs() + limits_.job_timeout_ms);
+    conn->item = item;
+    conn->state = Conn::State::kBusy;
+    ++busy_;
+    timeval tv{
+        static_cast<time_t>(limits_.job_timeout_ms / 1000),
+        static_cast<suseconds_t>((limits_.job_timeout_ms % 1000) * 1000)};
+    evtimer_add(conn->timer, &tv);
+    ++counters_.jobs_sent;
+    conn->channel->Send(job);
   }
   // More work than free or starting connections: open another, up to the cap.
   while (!retry_pending_ && queue_.size() > waiting &&
@@ -123,6 +140,21 @@ void FarmLink::Pump() {
     if (alive.expired() || conns_.size() == before) break;
     ++waiting;
   }
+}
+
+FarmLink::Conn* FarmLink::PickConnection(const WorkItem& item) {
+  if (auto held = affinity_.Find(item.session); held.has_value())
+    return reinterpret_cast<Conn*>(*held);
+  // A child in session with another destination is the last choice: the
+  // job would close a session that destination's next job could reuse.
+  Conn* fallback = nullptr;
+  for (auto& conn : conns_) {
+    if (conn->state != Conn::State::kIdle) continue;
+    auto id = reinterpret_cast<SessionAffinity::ConnId>(conn.get());
+    if (!affinity_.HoldsSession(id)) return conn.get();
+    if (fallback == nullptr) fallback = conn.get();
+  }
+  return fallback;
 }
 
 void FarmLink::OpenConnection() {
@@ -186,7 +218,10 @@ void FarmLink::OnFrame(Conn* conn, std::string_view payload) {
     WorkItem item = conn->item;
     evtimer_del(conn->timer);
     conn->state = Conn::State::kIdle;
+    --busy_;
     ++counters_.results;
+    affinity_.SetIdle(reinterpret_cast<SessionAffinity::ConnId>(conn),
+                      Lower(frame.result().open_session()));
     std::weak_ptr<bool> alive = alive_;
     callbacks_.on_result(item, frame.result());
     if (!alive.expired()) Pump();
@@ -235,6 +270,8 @@ void FarmLink::OnTimeout(Conn* conn) {
 }
 
 void FarmLink::Dispose(Conn* conn) {
+  if (conn->state == Conn::State::kBusy) --busy_;
+  affinity_.Forget(reinterpret_cast<SessionAffinity::ConnId>(conn));
   for (auto it = conns_.begin(); it != conns_.end(); ++it) {
     if (it->get() == conn) {
       conns_.erase(it);  // closes the channel (safe inside its own callback)

@@ -1,8 +1,10 @@
 // farm_link.h: the scheduler's persistent connections to one farm (router.sock,
 // filter.sock or transport-<channel>.sock). The child speaks first (Hello),
 // then takes one Job at a time; FarmLink caps the connections, times out a
-// stuck job, notices a dead child, and reconnects with backoff when the farm
-// is unreachable. Used by the queue manager on the loop thread.
+// stuck job, notices a dead child, reconnects with backoff when the farm is
+// unreachable, and sends a destination's job to the idle child that still
+// holds an SMTP session there (affinity). Used by the queue manager on the
+// loop thread.
 #ifndef MAILFARM_SCHEDULER_FARM_LINK_H_
 #define MAILFARM_SCHEDULER_FARM_LINK_H_
 
@@ -14,10 +16,12 @@
 #include <list>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "farm/clock.h"
 #include "farm/event_channel.h"
 #include "farm/status.h"
+#include "scheduler/session_affinity.h"
 #include "wire.pb.h"
 
 namespace mailfarm::scheduler {
@@ -29,6 +33,12 @@ struct WorkItem {
   uint32_t group = 0;     // STAGE_DELIVER: index into the job's groups
   int64_t queued_ms = 0;  // monotonic, when it was submitted
   int64_t sent_ms = 0;    // monotonic, when a child got it
+  // STAGE_DELIVER: the DestinationTable slot the item holds (kNoDestination
+  // when none) and its session key ("<channel> <destination>", lower case),
+  // which FarmLink matches against the children's open sessions.
+  static constexpr uint32_t kNoDestination = UINT32_MAX;
+  uint32_t destination = kNoDestination;
+  std::string session;
 };
 
 struct FarmLinkCounters {
@@ -37,6 +47,7 @@ struct FarmLinkCounters {
   uint64_t child_deaths = 0;  // a connection closed with a job on it
   uint64_t timeouts = 0;      // a job ran past the stage timeout
   uint64_t connect_failures = 0;
+  uint64_t affinity_hits = 0;  // sent to a child already in session there
 };
 
 // Not thread-safe: loop thread only.
@@ -65,11 +76,17 @@ class FarmLink {
   // Queues work; sends it as soon as a child is free. Never blocks.
   void Submit(WorkItem item);
   void SetLimits(Limits limits);
-  // Drops queued (not yet sent) work of a job; returns how many items.
-  size_t Cancel(uint64_t job_id);
+  // Drops queued (not yet sent) work of a job and returns it.
+  std::vector<WorkItem> Cancel(uint64_t job_id);
+  // How many more items would find a connection (busy or not yet open)
+  // instead of waiting in this link's queue: callers that keep their own
+  // fair order (the destination table) submit only that many.
+  size_t Room() const;
   const std::string& farm() const { return farm_; }
   size_t queued() const { return queue_.size(); }
   size_t busy() const;
+  // Idle connections whose child holds an open session.
+  size_t open_sessions() const { return affinity_.open_sessions(); }
   size_t connections() const { return conns_.size(); }
   bool reachable() const { return reachable_; }
   const FarmLinkCounters& counters() const { return counters_; }
@@ -77,6 +94,9 @@ class FarmLink {
  private:
   struct Conn;
   void Pump();
+  // The idle connection for `item`: the one in session with its destination,
+  // else one without a session, else any idle one; nullptr when none is idle.
+  Conn* PickConnection(const WorkItem& item);
   void OpenConnection();
   void OnFrame(Conn* conn, std::string_view payload);
   void OnClose(Conn* conn, const farm::Status& why);
@@ -94,6 +114,8 @@ class FarmLink {
   farm::Clock* clock_;
   std::deque<WorkItem> queue_;
   std::list<std::unique_ptr<Conn>> conns_;
+  size_t busy_ = 0;
+  SessionAffinity affinity_;  // ConnId: the Conn's address
   event* retry_timer_ = nullptr;
   bool retry_pending_ = false;
   int64_t retry_delay_ms_ = 0;

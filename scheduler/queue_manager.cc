@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "farm/config.h"
 #include "scheduler/dsn.h"
@@ -80,6 +81,7 @@ struct QueueManager::Slot {
 struct QueueManager::Group {
   std::string channel;
   std::string nexthop;
+  std::string destination;  // DestinationTable::DestinationOf
   std::vector<std::pair<uint32_t, uint32_t>> members;  // (slot, route)
 };
 
@@ -118,6 +120,11 @@ struct QueueManager::Job {
   std::vector<FailedRecipient> failures;
   int64_t activated_ms = 0;  // monotonic
   bool bounce_in_progress = false;
+  // A destination of this attempt was suspended (dead): the latest end of
+  // such a suspension (wall clock), and whether any delivery was really
+  // tried. An attempt that tried nothing is not counted (Defer).
+  int64_t held_back_until_ms = 0;
+  bool delivery_tried = false;
 
   // Durability chain: one append at a time per job.
   bool io_busy = false;
@@ -141,6 +148,7 @@ QueueSettings QueueSettings::FromConfig(const config::Config& config) {
   q.hostname = farm::Hostname(config);
   q.postmaster = s.postmaster();
   q.bounce_sender_name = s.bounce_sender_name();
+  q.destinations = DestinationLimitsFromConfig(config);
   return q;
 }
 
@@ -153,6 +161,13 @@ QueueManager::QueueManager(SpoolStore* store, StageDispatcher* dispatcher,
       rng_(std::random_device{}()) {
   // The zero baseline: rates count from the scheduler's start.
   SampleRates(clock_->NowUnixMs());
+  destinations_.Configure(settings_.destinations, clock_->MonotonicMs());
+}
+
+void QueueManager::SetSettings(QueueSettings settings) {
+  settings_ = std::move(settings);
+  destinations_.Configure(settings_.destinations, clock_->MonotonicMs());
+  PumpDeliveries();
 }
 
 QueueManager::~QueueManager() = default;
@@ -349,7 +364,14 @@ std::optional<int64_t> QueueManager::Tick() {
     if (Job* job = Find(id); job != nullptr && job->state == kDeferred)
       StartAttempt(job);
   }
+  PumpDeliveries();
   return deferred_.NextDue();
+}
+
+void QueueManager::PumpDeliveries() {
+  destinations_.Wake(clock_->MonotonicMs());
+  for (const std::string& channel : destinations_.ReadyChannels())
+    PumpChannel(channel);
 }
 
 void QueueManager::StartAttempt(Job* job) {
@@ -358,6 +380,8 @@ void QueueManager::StartAttempt(Job* job) {
   job->stop_attempt = job->expired = false;
   job->aborts = 0;
   job->groups.clear();
+  job->held_back_until_ms = 0;
+  job->delivery_tried = false;
   job->activated_ms = clock_->MonotonicMs();
   Continue(job);
 }
@@ -428,13 +452,17 @@ void QueueManager::DispatchFilter(Job* job) {
   ++job->in_flight;
 }
 
-// Groups pending routes by (channel, nexthop) into delivery jobs. A recipient
-// index appears at most once per delivery job (an alias expanding to two
-// local users gives two jobs), so a Result's per-recipient index is
-// unambiguous.
+// Groups pending routes by (channel, nexthop, destination) into delivery
+// jobs and queues each at its destination (DestinationTable), which decides
+// when it goes: round robin across destinations, within each one's window
+// and rate. A recipient index appears at most once per delivery job (an
+// alias expanding to two local users gives two jobs), so a Result's
+// per-recipient index is unambiguous. With no nexthop the destination is the
+// recipient's domain, so one delivery job never mixes domains.
 void QueueManager::DispatchDeliver(Job* job) {
   job->groups.clear();
-  std::map<std::pair<std::string, std::string>, std::vector<size_t>>
+  std::map<std::tuple<std::string, std::string, std::string>,
+           std::vector<size_t>>
       by_destination;
   for (uint32_t si = 0; si < job->slots.size(); ++si) {
     Slot& s = job->slots[si];
@@ -442,7 +470,9 @@ void QueueManager::DispatchDeliver(Job* job) {
     for (uint32_t ri = 0; ri < s.routes.size(); ++ri) {
       const RouteTarget& r = s.routes[ri];
       if (r.done) continue;
-      auto& candidates = by_destination[{r.channel, r.nexthop}];
+      std::string destination =
+          DestinationTable::DestinationOf(r.nexthop, r.address);
+      auto& candidates = by_destination[{r.channel, r.nexthop, destination}];
       Group* target = nullptr;
       for (size_t g : candidates) {
         bool clash = std::any_of(job->groups[g].members.begin(),
@@ -455,31 +485,140 @@ void QueueManager::DispatchDeliver(Job* job) {
       }
       if (target == nullptr) {
         candidates.push_back(job->groups.size());
-        job->groups.push_back(Group{r.channel, r.nexthop, {}});
+        job->groups.push_back(
+            Group{r.channel, r.nexthop, std::move(destination), {}});
         target = &job->groups.back();
       }
       target->members.emplace_back(si, ri);
     }
   }
+  int64_t now = clock_->MonotonicMs();
+  std::set<std::string> channels;
   for (uint32_t g = 0; g < job->groups.size(); ++g) {
-    WorkItem item;
-    item.job_id = job->id;
-    item.stage = STAGE_DELIVER;
-    item.group = g;
-    const std::string& channel = job->groups[g].channel;
+    const Group& group = job->groups[g];
     if (dispatcher_ == nullptr ||
-        !dispatcher_->Submit(farm::TransportFarmName(channel), item)) {
-      job->last_error = "4.3.5 channel \"" + channel + "\" is not configured";
+        !dispatcher_->Room(farm::TransportFarmName(group.channel))) {
+      job->last_error =
+          "4.3.5 channel \"" + group.channel + "\" is not configured";
       LOG(WARNING) << job->qid << ": " << job->last_error;
       continue;
     }
+    DestinationTable::Enqueued queued = destinations_.Enqueue(
+        group.channel, group.destination, JobRef{job->id, g}, now);
+    if (!queued.queued) {
+      HoldBackGroup(job, g, queued.suspended_until_ms);
+      continue;
+    }
     ++job->in_flight;
+    channels.insert(group.channel);
   }
+  for (const std::string& channel : channels) PumpChannel(channel);
+}
+
+// Moves the channel's next delivery jobs, in the destination table's order,
+// into the room its farm has now; the rest wait in their destinations' queues
+// (not in the farm link's), so fairness and limits hold.
+void QueueManager::PumpChannel(const std::string& channel) {
+  if (dispatcher_ == nullptr) return;
+  const std::string farm = farm::TransportFarmName(channel);
+  std::optional<size_t> room = dispatcher_->Room(farm);
+  int64_t now = clock_->MonotonicMs();
+  for (size_t n = room.value_or(0); n > 0; --n) {
+    std::optional<DestinationTable::Pick> pick =
+        destinations_.Next(channel, now);
+    if (!pick) return;
+    Job* job = Find(pick->ref.job_id);
+    if (job == nullptr || pick->ref.group >= job->groups.size()) {
+      destinations_.Complete(pick->dest, DestinationFeedback::kNeutral, now);
+      ++n;  // a stale entry took no room
+      continue;
+    }
+    WorkItem item;
+    item.job_id = job->id;
+    item.stage = STAGE_DELIVER;
+    item.group = pick->ref.group;
+    item.destination = pick->dest;
+    item.session = DestinationTable::SessionKey(
+        channel, job->groups[item.group].destination);
+    for (char& c : item.session)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    dispatcher_->Submit(farm, item);
+  }
+}
+
+void QueueManager::CompleteDestination(const WorkItem& item,
+                                       DestinationFeedback feedback) {
+  if (item.destination == WorkItem::kNoDestination) return;
+  int64_t now = clock_->MonotonicMs();
+  size_t suspended_before = destinations_.suspended();
+  std::vector<JobRef> returned =
+      destinations_.Complete(item.destination, feedback, now);
+  int64_t until = now;
+  if (destinations_.suspended() > suspended_before) {
+    // The destination has just been suspended: what was queued for it waits
+    // for the suspension's end, without each job failing on its own.
+    Count("destination_suspensions");
+    if (Job* job = Find(item.job_id);
+        job != nullptr && item.group < job->groups.size()) {
+      const Group& g = job->groups[item.group];
+      auto info = destinations_.Info(g.channel, g.destination);
+      if (info) until = info->suspended_until_ms;
+      LOG(WARNING) << "destination " << g.destination << " (channel "
+                   << g.channel << ") suspended for " << Seconds(until - now)
+                   << " s after " << (info ? info->failures : 0)
+                   << " consecutive connection failures; " << returned.size()
+                   << " queued jobs deferred with it";
+    }
+  }
+  if (!returned.empty()) {
+    for (const JobRef& ref : returned) {
+      Job* other = Find(ref.job_id);
+      if (other == nullptr) continue;
+      --other->in_flight;
+      HoldBackGroup(other, ref.group, until);
+      if (other->in_flight == 0 && other->id != item.job_id) Continue(other);
+    }
+  }
+  const std::string* channel = nullptr;
+  if (Job* job = Find(item.job_id);
+      job != nullptr && item.group < job->groups.size())
+    channel = &job->groups[item.group].channel;
+  if (channel != nullptr) {
+    PumpChannel(*channel);
+  } else {
+    PumpDeliveries();
+  }
+}
+
+void QueueManager::HoldBackGroup(Job* job, uint32_t group, int64_t until_mono) {
+  int64_t until = clock_->NowUnixMs() + (until_mono - clock_->MonotonicMs());
+  job->held_back_until_ms = std::max(job->held_back_until_ms, until);
+  std::string destination =
+      group < job->groups.size() ? job->groups[group].destination : "";
+  job->last_error = "4.4.1 destination " + destination +
+                    " is suspended after repeated connection failures";
+  Count("held_back_by_dead_destination");
+}
+
+void QueueManager::CancelWaitingWork(Job* job) {
+  if (dispatcher_ != nullptr) {
+    for (const WorkItem& item : dispatcher_->Cancel(job->id)) {
+      --job->in_flight;
+      CompleteDestination(item, DestinationFeedback::kNeutral);
+    }
+  }
+  job->in_flight -=
+      static_cast<int>(destinations_.Cancel(job->id, clock_->MonotonicMs()));
 }
 
 bool QueueManager::BuildJob(const WorkItem& item, mailfarm::Job* out) {
   Job* job = Find(item.job_id);
-  if (job == nullptr) return false;
+  if (job == nullptr ||
+      (item.stage == STAGE_DELIVER && item.group >= job->groups.size())) {
+    // Dropped: the destination slot it held is free again.
+    CompleteDestination(item, DestinationFeedback::kNeutral);
+    return false;
+  }
   out->set_qid(job->qid);
   out->set_stage(item.stage);
   out->set_sender(job->sender);
@@ -555,6 +694,11 @@ void QueueManager::OnAbort(const WorkItem& item, const farm::Status& why) {
     return;
   }
   --job->in_flight;
+  if (item.stage == STAGE_DELIVER) {
+    job->delivery_tried = true;
+    CompleteDestination(item, DestinationFeedback::kNeutral);
+    if (Find(item.job_id) != job) return;
+  }
   LOG(WARNING) << job->qid << ": " << why.message()
                << "; deferring the attempt";
   job->last_error = "4.3.0 " + why.message();
@@ -671,12 +815,15 @@ void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
       job->groups.size()) {  // cannot happen; never strand the job
     LOG(ERROR) << job->qid << ": result for unknown delivery group "
                << item.group;
+    CompleteDestination(item, DestinationFeedback::kNeutral);
     if (job->in_flight == 0) Continue(job);
     return;
   }
+  job->delivery_tried = true;
   std::map<uint32_t, const RecipientResult*> by_index;
   for (const auto& r : result.recipients()) by_index[r.index()] = &r;
   bool failures_now = false;
+  bool answered = false;  // the destination said something: it is alive
   for (auto [si, ri] : job->groups[item.group].members) {
     Slot& s = job->slots[si];
     RouteTarget& route = s.routes[ri];
@@ -691,6 +838,8 @@ void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
         r != nullptr && !r->text().empty() ? r->text() : result.text();
     std::string relay =
         r != nullptr && !r->relay().empty() ? r->relay() : "none";
+    answered |= outcome == OUTCOME_OK || outcome == OUTCOME_PERMFAIL ||
+                (outcome == OUTCOME_TEMPFAIL && !result.connection_failure());
     if (outcome == OUTCOME_OK) {
       route.done = true;
       LogDelivery(job, route.address, s.address, relay,
@@ -726,6 +875,12 @@ void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
       deliveries_[{route.channel, "deferred"}]++;
     }
   }
+  uint64_t id = job->id;
+  CompleteDestination(item, result.connection_failure()
+                                ? DestinationFeedback::kConnectionFailure
+                            : answered ? DestinationFeedback::kAnswered
+                                       : DestinationFeedback::kNeutral);
+  if (Find(id) != job) return;
   bool all_delivered = std::all_of(
       job->slots.begin(), job->slots.end(),
       [](const Slot& s) { return s.status == spool::RCPT_DELIVERED; });
@@ -786,12 +941,21 @@ void QueueManager::TrimForWaiting(Job* job) {
 }
 
 void QueueManager::Defer(Job* job) {
-  ++job->attempts;
   RetryPolicy policy = settings_.retry;
   if (job->is_bounce) policy.max_lifetime_ms = settings_.bounce_lifetime_ms;
-  double unit = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
-  RetryDecision d = NextRetry(policy, job->attempts, job->arrival_ms,
-                              clock_->NowUnixMs(), unit);
+  int64_t now = clock_->NowUnixMs();
+  RetryDecision d;
+  if (job->held_back_until_ms > 0 && !job->delivery_tried) {
+    // Only held back by dead destinations: no attempt was made, none is
+    // counted; the job waits for the suspension's end (or its expiry).
+    int64_t expiry = job->arrival_ms + policy.max_lifetime_ms;
+    d.expire = now >= expiry;
+    d.next_attempt_ms = std::min(job->held_back_until_ms, expiry);
+  } else {
+    ++job->attempts;
+    double unit = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+    d = NextRetry(policy, job->attempts, job->arrival_ms, now, unit);
+  }
   if (d.expire) {
     Count("expired");
     std::string why =
@@ -1061,8 +1225,7 @@ uint32_t QueueManager::Hold(const Selector& selector) {
       // Work waiting for a child is dropped; what a child holds finishes, then
       // the attempt ends on hold (Settle persists it).
       job->stop_attempt = true;
-      if (dispatcher_ != nullptr)
-        job->in_flight -= static_cast<int>(dispatcher_->Cancel(job->id));
+      CancelWaitingWork(job);
       Continue(job);
     } else {
       Persist(job, nullptr);
@@ -1091,6 +1254,14 @@ uint32_t QueueManager::Release(const Selector& selector) {
 }
 
 uint32_t QueueManager::Flush(const Selector& selector) {
+  if (!selector.domain().empty() || selector.all()) {
+    size_t revived =
+        destinations_.Revive(selector.domain(), clock_->MonotonicMs());
+    if (revived > 0) {
+      LOG(INFO) << "flush: suspension of " << revived << " destination"
+                << (revived == 1 ? "" : "s") << " ended by the operator";
+    }
+  }
   uint32_t n = 0;
   for (Job* job : Select(selector)) {
     if (job->state != kDeferred) continue;
@@ -1110,8 +1281,7 @@ uint32_t QueueManager::Delete(const Selector& selector) {
       // Work still waiting for a child is dropped; work a child holds comes
       // back (or times out) first.
       job->delete_requested = true;
-      if (dispatcher_ != nullptr)
-        job->in_flight -= static_cast<int>(dispatcher_->Cancel(job->id));
+      CancelWaitingWork(job);
       Continue(job);
     } else {
       RemoveJob(job, "deleted by the operator");
@@ -1126,8 +1296,7 @@ uint32_t QueueManager::Bounce(const Selector& selector) {
     ++n;
     job->bounce_requested = true;
     if (job->state == kActive) {
-      if (dispatcher_ != nullptr)
-        job->in_flight -= static_cast<int>(dispatcher_->Cancel(job->id));
+      CancelWaitingWork(job);
       Continue(job);
       continue;
     }
@@ -1299,6 +1468,7 @@ void QueueManager::FillStats(Stats* stats) const {
     sample->set_name("mailfarm_scheduler_" + name + "_total");
     sample->set_value(static_cast<double>(value));
   }
+  destinations_.FillStats(stats);
 }
 
 }  // namespace mailfarm::scheduler

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -20,6 +21,7 @@
 #include "farm/clock.h"
 #include "farm/status.h"
 #include "scheduler/deferred_queue.h"
+#include "scheduler/destination_table.h"
 #include "scheduler/farm_link.h"
 #include "scheduler/metrics.h"
 #include "scheduler/retry_policy.h"
@@ -36,9 +38,13 @@ class StageDispatcher {
   // Queues `item` for `farm` ("router", "filter", "transport-<channel>").
   // False when no such farm is configured (the work is not queued).
   virtual bool Submit(const std::string& farm, const WorkItem& item) = 0;
+  // How many more items `farm` would start at once (FarmLink::Room);
+  // nothing when no such farm is configured. Delivery work is submitted only
+  // into this room, so its order is decided by the destination table.
+  virtual std::optional<size_t> Room(const std::string& farm) const = 0;
   // Drops the job's work still waiting for a child (not what a child already
-  // has); returns how many items were dropped.
-  virtual size_t Cancel(uint64_t job_id) = 0;
+  // has) and returns it.
+  virtual std::vector<WorkItem> Cancel(uint64_t job_id) = 0;
 };
 
 struct QueueSettings {
@@ -52,6 +58,9 @@ struct QueueSettings {
       20'000;  // jobs in a stage at once; due jobs wait beyond it
   int max_aborts_per_attempt =
       2;  // child deaths before the attempt is deferred
+  // Per channel and per destination concurrency, rates and dead-destination
+  // rules (DestinationLimitsFromConfig).
+  std::unordered_map<std::string, ChannelLimits> destinations;
 
   static QueueSettings FromConfig(const config::Config& config);
 };
@@ -64,7 +73,7 @@ class QueueManager {
   ~QueueManager();
 
   void SetDispatcher(StageDispatcher* dispatcher) { dispatcher_ = dispatcher; }
-  void SetSettings(QueueSettings settings) { settings_ = std::move(settings); }
+  void SetSettings(QueueSettings settings);
 
   // Makes an injected message durable and queues it. `done` gets the qid once
   // the message is on stable storage, or the store's failure.
@@ -88,14 +97,20 @@ class QueueManager {
   void OnResult(const WorkItem& item, const Result& result);
   void OnAbort(const WorkItem& item, const farm::Status& why);
 
-  // Starts jobs whose time has come; returns when the next one is due (ms,
-  // wall clock), if any. The scheduler calls it from a timer.
+  // Starts jobs whose time has come and sends delivery work whose rate wait
+  // is over; returns when the next job is due (ms, wall clock), if any. The
+  // scheduler calls it from a timer.
   std::optional<int64_t> Tick();
+  // Sends waiting delivery work of every channel into the farms' room. The
+  // scheduler calls it when a farm gains room without a result (a reload).
+  void PumpDeliveries();
 
   // Operator entry points (control.sock). Each returns how many jobs it
   // touched.
   uint32_t Hold(const Selector& selector);
   uint32_t Release(const Selector& selector);
+  // Starts deferred jobs now. With a domain (or all), first ends the
+  // suspension of the destinations of that name ("" with all: every one).
   uint32_t Flush(const Selector& selector);
   uint32_t Delete(const Selector& selector);
   uint32_t Bounce(const Selector& selector);
@@ -117,6 +132,7 @@ class QueueManager {
   size_t deferred() const { return deferred_.size(); }
   // Jobs in a stage, waiting for a farm, or waiting for the disk.
   size_t active() const { return active_; }
+  const DestinationTable& destinations() const { return destinations_; }
   // Counter by name (tests and stats).
   uint64_t counter(const std::string& name) const;
 
@@ -134,6 +150,16 @@ class QueueManager {
   void DispatchRoute(Job* job);
   void DispatchFilter(Job* job);
   void DispatchDeliver(Job* job);
+  void PumpChannel(const std::string& channel);
+  // Ends the destination slot `item` holds (if any) with `feedback`; jobs
+  // whose queued work the destination's suspension returns are deferred.
+  void CompleteDestination(const WorkItem& item, DestinationFeedback feedback);
+  // A group that cannot go now because its destination is suspended until
+  // `until_mono` (monotonic ms): the attempt ends for it without counting.
+  void HoldBackGroup(Job* job, uint32_t group, int64_t until_mono);
+  // Drops the job's work not yet with a child (farm queues and destination
+  // queues), releasing destination slots; lowers in_flight.
+  void CancelWaitingWork(Job* job);
   void ApplyRoute(Job* job, const Result& result);
   void ApplyFilter(Job* job, const Result& result);
   void ApplyDeliver(Job* job, const WorkItem& item, const Result& result);
@@ -160,6 +186,7 @@ class QueueManager {
   std::unordered_map<uint64_t, std::unique_ptr<Job>> jobs_;
   std::unordered_map<std::string, uint64_t> by_qid_;
   DeferredQueue deferred_;
+  DestinationTable destinations_;
   uint64_t next_id_ = 1;
   size_t active_ = 0;
   std::map<std::string, uint64_t> counters_;

@@ -4,108 +4,16 @@
 // record on disk matches, and expiry bounces with a DSN to the sender.
 #include "scheduler/queue_manager.h"
 
-#include <event2/event.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
+
+#include "scheduler/queue_test_fixture.h"
 
 namespace mailfarm::scheduler {
 namespace {
 
-class FakeDispatcher : public StageDispatcher {
- public:
-  bool Submit(const std::string& farm, const WorkItem& item) override {
-    submitted.emplace_back(farm, item);
-    return farm == "router" || farm == "transport-c";
-  }
-  size_t Cancel(uint64_t) override { return 0; }
-  std::vector<std::pair<std::string, WorkItem>> submitted;
-};
-
-class QueueManagerTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/queue_manager_test.XXXXXX";
-    root_ = ::mkdtemp(tmpl);
-    base_ = event_base_new();
-    tasks_ = std::move(*LoopTasks::Create(base_));
-    FileSpoolStore::Options options;
-    options.spool_dir = root_ + "/spool";
-    options.io_threads = 1;
-    options.clock = &clock_;
-    store_ = std::move(*FileSpoolStore::Open(options, tasks_.get()));
-    QueueSettings settings;
-    settings.retry.min_backoff_ms = 60'000;
-    settings.retry.max_backoff_ms = 240'000;
-    settings.retry.max_lifetime_ms = 3'600'000;
-    settings.retry.jitter = 0;
-    settings.filter_enabled = false;
-    settings.hostname = "mx.test";
-    queue_ = std::make_unique<QueueManager>(store_.get(), &dispatcher_, &clock_,
-                                            settings);
-  }
-  void TearDown() override {
-    queue_.reset();
-    store_.reset();
-    tasks_.reset();
-    event_base_free(base_);
-    std::filesystem::remove_all(root_);
-  }
-  template <typename Pred>
-  void RunUntil(Pred pred) {
-    for (int i = 0; i < 20000 && !pred(); ++i) {
-      event_base_loop(base_, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-      usleep(200);
-    }
-    ASSERT_TRUE(pred());
-  }
-  std::string InjectOne(const std::string& sender) {
-    spool::Envelope e;
-    e.set_sender(sender);
-    e.set_arrival_unix_ms(clock_.NowUnixMs());
-    auto* r = e.add_recipients();
-    r->set_index(0);
-    r->set_address("user@dest.example");
-    std::string qid;
-    queue_->Inject(e, "Subject: s\r\n\r\nbody\r\n",
-                   [&](farm::StatusOr<std::string> q) {
-                     ASSERT_TRUE(q.ok());
-                     qid = *q;
-                   });
-    RunUntil([&] { return !qid.empty(); });
-    return qid;
-  }
-  // Answers the last submitted item.
-  void Answer(Outcome outcome, bool with_route = false) {
-    ASSERT_FALSE(dispatcher_.submitted.empty());
-    WorkItem item = dispatcher_.submitted.back().second;
-    Job job;
-    ASSERT_TRUE(queue_->BuildJob(item, &job));
-    Result result;
-    result.set_qid(job.qid());
-    auto* rr = result.add_recipients();
-    rr->set_index(job.recipients(0).index());
-    rr->set_outcome(outcome);
-    rr->set_dsn(outcome == OUTCOME_OK ? "2.0.0" : "4.4.1");
-    rr->set_text("test");
-    if (with_route) {
-      auto* route = rr->add_routes();
-      route->set_address(job.recipients(0).address());
-      route->set_channel("c");
-      route->set_nexthop("dest.example");
-    }
-    queue_->OnResult(item, result);
-  }
-
-  std::string root_;
-  farm::FakeClock clock_;
-  event_base* base_ = nullptr;
-  std::unique_ptr<LoopTasks> tasks_;
-  std::unique_ptr<FileSpoolStore> store_;
-  FakeDispatcher dispatcher_;
-  std::unique_ptr<QueueManager> queue_;
-};
+using QueueManagerTest = QueueTest;
 
 TEST_F(QueueManagerTest, TempfailDefersForTheBackoffThenRetries) {
   std::string qid = InjectOne("alice@example.com");

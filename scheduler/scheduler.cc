@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "farm/sockets.h"
 #include "scheduler/control_server.h"
@@ -42,10 +44,19 @@ class FarmDispatcher : public StageDispatcher {
     return true;
   }
 
-  size_t Cancel(uint64_t job_id) override {
-    size_t n = 0;
-    for (auto& [name, link] : links_) n += link->Cancel(job_id);
-    return n;
+  std::optional<size_t> Room(const std::string& farm) const override {
+    auto it = links_.find(farm);
+    if (it == links_.end()) return std::nullopt;
+    return it->second->Room();
+  }
+
+  std::vector<WorkItem> Cancel(uint64_t job_id) override {
+    std::vector<WorkItem> dropped;
+    for (auto& [name, link] : links_) {
+      for (WorkItem& item : link->Cancel(job_id))
+        dropped.push_back(std::move(item));
+    }
+    return dropped;
   }
 
   // Adds links for farms new in `config` and updates every link's limits.
@@ -84,6 +95,12 @@ class FarmDispatcher : public StageDispatcher {
       add("mailfarm_farm_timeouts_total",
           static_cast<double>(link->counters().timeouts));
       add("mailfarm_farm_reachable", link->reachable() ? 1 : 0);
+      add("mailfarm_farm_open_sessions",
+          static_cast<double>(link->open_sessions()));
+      add("mailfarm_farm_affinity_hits_total",
+          static_cast<double>(link->counters().affinity_hits));
+      add("mailfarm_farm_jobs_sent_total",
+          static_cast<double>(link->counters().jobs_sent));
     }
   }
 
@@ -174,6 +191,7 @@ struct Process {
     config = std::move(*fresh);
     queue->SetSettings(QueueSettings::FromConfig(config));
     farms->Configure(config);
+    queue->PumpDeliveries();  // the farms' room may have grown
     inject->SetLimits(InjectLimitsFrom(config));
     control->SetUids(ControlUids(config));
     LOG(INFO) << "configuration reloaded from " << config_path;
