@@ -182,7 +182,9 @@ DestinationTable::Enqueued DestinationTable::Enqueue(
   node.prev = dest.tail;
   node.next = kNil;
   auto [it, fresh] = job_nodes_.try_emplace(ref.job_id, n);
+  node.job_prev = kNil;
   node.job_next = fresh ? kNil : it->second;
+  if (!fresh) nodes_[it->second].job_prev = n;
   it->second = n;
   if (dest.tail != kNil) {
     nodes_[dest.tail].next = n;
@@ -246,6 +248,7 @@ std::vector<JobRef> DestinationTable::Complete(DestId d,
     case DestinationFeedback::kConnectionFailure:
       dest.window = std::max<uint32_t>(1, dest.window / 2);
       ++dest.failures;
+      dest.failure_at = now_ms;
       if (dest.suspended_until == 0 && dest.limits.dead_failures > 0 &&
           dest.failures >= dest.limits.dead_failures) {
         int64_t backoff = dest.next_backoff_ms != 0
@@ -347,6 +350,7 @@ void DestinationTable::Wake(int64_t now_ms) {
       dest.window = 1;
       if (dest.limits.dead_failures > 0)
         dest.failures = dest.limits.dead_failures - 1;
+      dest.failure_at = now_ms;  // the doubled backoff is remembered from here
     }
     Settle(d, now_ms);
   }
@@ -357,8 +361,9 @@ std::optional<int64_t> DestinationTable::NextWakeMs(int64_t now_ms) const {
   if (!timers_.empty()) next = timers_.begin()->first;
   for (const Channel& ch : channels_) {
     if (ch.ring == kNil) continue;
-    int64_t at = now_ms + ch.rate.WaitMs(now_ms);
-    if (!next || at < *next) next = at;
+    int64_t wait = ch.rate.WaitMs(now_ms);
+    if (wait == 0) continue;  // ready now: ReadyChannels(), not a timer
+    if (!next || now_ms + wait < *next) next = now_ms + wait;
   }
   return next;
 }
@@ -390,11 +395,18 @@ void DestinationTable::Settle(DestId d, int64_t now_ms) {
     return;
   }
   RingRemove(d);
-  if (dest.queued == 0 && dest.in_flight == 0 && dest.failures == 0) {
-    if (dest.rate.Idle(now_ms)) {
+  if (dest.queued == 0 && dest.in_flight == 0) {
+    // Nothing to do: forget it once its rate debt is paid and its failure
+    // state (count, doubled backoff) has expired.
+    int64_t forget_at = dest.rate.Idle(now_ms) ? now_ms : dest.rate.IdleAtMs();
+    if (dest.failures != 0 || dest.next_backoff_ms != 0) {
+      forget_at = std::max(forget_at,
+                           dest.failure_at + dest.limits.dead_backoff_max_ms);
+    }
+    if (forget_at <= now_ms) {
       Forget(d);
     } else {
-      SetTimer(d, dest.rate.IdleAtMs());  // forget it once its rate is spent
+      SetTimer(d, forget_at);
     }
     return;
   }
@@ -464,22 +476,20 @@ uint32_t DestinationTable::PopNode(Dest& dest) {
 }
 
 void DestinationTable::UnlinkFromJob(uint32_t n) {
-  auto it = job_nodes_.find(nodes_[n].job_id);
-  if (it == job_nodes_.end()) return;
-  if (it->second == n) {
-    if (nodes_[n].job_next == kNil) {
-      job_nodes_.erase(it);
-    } else {
-      it->second = nodes_[n].job_next;
-    }
+  // Doubly linked: a job with a thousand delivery groups does not make each
+  // pop walk its chain.
+  const Node& node = nodes_[n];
+  if (node.job_next != kNil) nodes_[node.job_next].job_prev = node.job_prev;
+  if (node.job_prev != kNil) {
+    nodes_[node.job_prev].job_next = node.job_next;
     return;
   }
-  // A job has a ref per delivery group: a handful at most.
-  for (uint32_t p = it->second; p != kNil; p = nodes_[p].job_next) {
-    if (nodes_[p].job_next == n) {
-      nodes_[p].job_next = nodes_[n].job_next;
-      return;
-    }
+  auto it = job_nodes_.find(node.job_id);
+  if (it == job_nodes_.end() || it->second != n) return;
+  if (node.job_next == kNil) {
+    job_nodes_.erase(it);
+  } else {
+    it->second = node.job_next;
   }
 }
 

@@ -69,7 +69,10 @@ enum class DestinationFeedback {
 // in by the caller (farm::Clock::MonotonicMs), so tests use a FakeClock.
 // Memory: about 32 bytes per queued JobRef plus a hash entry per job, and
 // about 200 bytes per destination; destinations with nothing queued, nothing
-// in flight and no state worth keeping are forgotten.
+// in flight and no state worth keeping are forgotten. Failure state (the
+// consecutive failure count, the doubled backoff) is worth keeping for
+// dead_backoff_max_ms after the last failure or the end of a suspension,
+// then it is forgotten too.
 class DestinationTable {
  public:
   using DestId = uint32_t;
@@ -136,7 +139,9 @@ class DestinationTable {
   void Wake(int64_t now_ms);
   // The earliest time a waiting destination may send again, a suspension
   // ends or a channel's rate allows the next message, if any: the caller's
-  // timer.
+  // timer. Always later than now_ms: a channel that may send now is in
+  // ReadyChannels(), not here (so a caller with no free connection does not
+  // spin on a timer that is always due).
   std::optional<int64_t> NextWakeMs(int64_t now_ms) const;
   // Channels that have a destination ready to send (for the caller's pump).
   std::vector<std::string> ReadyChannels() const;
@@ -170,8 +175,8 @@ class DestinationTable {
     uint64_t job_id;
     uint32_t group;
     uint32_t dest;
-    uint32_t prev, next;  // the destination's queue
-    uint32_t job_next;    // the job's other refs
+    uint32_t prev, next;          // the destination's queue
+    uint32_t job_prev, job_next;  // the job's other refs
   };
   struct Channel {
     std::string name;
@@ -192,6 +197,7 @@ class DestinationTable {
     uint32_t failures = 0;
     int64_t suspended_until = 0;
     int64_t next_backoff_ms = 0;  // 0: limits.dead_backoff_ms
+    int64_t failure_at = 0;       // last failure or end of suspension
     Gcra rate;
     bool in_ring = false;
     uint32_t ring_prev = kNil, ring_next = kNil;
