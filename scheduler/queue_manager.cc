@@ -125,6 +125,9 @@ struct QueueManager::Job {
   // tried. An attempt that tried nothing is not counted (Defer).
   int64_t held_back_until_ms = 0;
   bool delivery_tried = false;
+  // The operator flushed this job: a suspended destination it needs is
+  // revived rather than waited for (the rest of the attempt as usual).
+  bool flushed = false;
 
   // Durability chain: one append at a time per job.
   bool io_busy = false;
@@ -505,6 +508,13 @@ void QueueManager::DispatchDeliver(Job* job) {
     }
     DestinationTable::Enqueued queued = destinations_.Enqueue(
         group.channel, group.destination, JobRef{job->id, g}, now);
+    if (!queued.queued && job->flushed &&
+        destinations_.Revive(group.destination, now) > 0) {
+      LOG(INFO) << job->qid << ": flush: suspension of destination "
+                << group.destination << " ended by the operator";
+      queued = destinations_.Enqueue(group.channel, group.destination,
+                                     JobRef{job->id, g}, now);
+    }
     if (!queued.queued) {
       HoldBackGroup(job, g, queued.suspended_until_ms);
       continue;
@@ -897,6 +907,7 @@ void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
 
 // Ends an attempt: bounce what failed, then remove, hold or defer.
 void QueueManager::Settle(Job* job) {
+  job->flushed = false;
   if (job->delete_requested) {
     RemoveJob(job, "deleted by the operator");
     return;
@@ -1267,6 +1278,7 @@ uint32_t QueueManager::Flush(const Selector& selector) {
     if (job->state != kDeferred) continue;
     deferred_.Remove(job->id, job->next_attempt_ms);
     ++n;
+    job->flushed = true;
     StartAttempt(job);
   }
   return n;

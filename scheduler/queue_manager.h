@@ -110,7 +110,9 @@ class QueueManager {
   uint32_t Hold(const Selector& selector);
   uint32_t Release(const Selector& selector);
   // Starts deferred jobs now. With a domain (or all), first ends the
-  // suspension of the destinations of that name ("" with all: every one).
+  // suspension of the destinations of that name ("" with all: every one);
+  // a flushed job whose destination is suspended under another name (a
+  // nexthop such as "[10.0.0.1]:25") ends that suspension too.
   uint32_t Flush(const Selector& selector);
   uint32_t Delete(const Selector& selector);
   uint32_t Bounce(const Selector& selector);
