@@ -802,6 +802,9 @@ void QueueManager::ApplyFilter(Job* job, const Result& result) {
       // Released later, the job goes on to delivery without a second look
       // (in memory only: after a restart the filter sees it again).
       job->filtered = true;
+      // What the filter adds (a DKIM signature) goes out with the released
+      // message as with an accepted one.
+      job->added_headers.assign(v.add_headers().begin(), v.add_headers().end());
       job->held = true;
       job->stop_attempt = true;
       job->dirty.push_back(0);  // forces a record carrying held = true

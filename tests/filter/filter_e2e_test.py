@@ -179,6 +179,9 @@ class FilterEndToEndTest(unittest.TestCase):
         self.assertEqual(reply.affected, 1, reply)
         got = self.wait_mail("held")[0]
         self.assertIn(b"BEGIN PGP MESSAGE", got)
+        # Released, it leaves with what the filter added when it held it.
+        self.assertIn("DKIM-Signature", headers_of(got))
+        self.assertTrue(dkim.verify(crlf(got), dnsfunc=self.s.dns), got.decode())
 
     def test_hanging_scanner_defers(self):
         self.s.send("hang-sender@example.test", ["hang@example.test"],
