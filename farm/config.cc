@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -184,12 +186,72 @@ Status ValidateConfig(const Config& config) {
                              " is out of range");
     }
   }
+  for (const auto& channel : config.channel()) {
+    for (const std::string* rate :
+         {&channel.rate(), &channel.destination_rate()}) {
+      if (rate->empty()) continue;
+      auto parsed = ParseRate(*rate);
+      if (!parsed.ok()) {
+        return Status::Invalid("channel " + channel.name() + ": " +
+                               parsed.status().message());
+      }
+    }
+  }
+  for (const auto& o : config.destination()) {
+    if (o.destination().empty())
+      return Status::Invalid("a destination override names no destination");
+    if (o.has_channel() && !channels.count(o.channel())) {
+      return Status::Invalid("destination \"" + o.destination() +
+                             "\" names unknown channel \"" + o.channel() +
+                             "\"");
+    }
+    if (o.has_concurrency() && o.concurrency() < 1) {
+      return Status::Invalid("destination \"" + o.destination() +
+                             "\": concurrency must be >= 1");
+    }
+    if (o.has_rate()) {
+      auto parsed = ParseRate(o.rate());
+      if (!parsed.ok()) {
+        return Status::Invalid("destination \"" + o.destination() +
+                               "\": " + parsed.status().message());
+      }
+    }
+  }
   const auto& sched = config.scheduler();
   if (sched.min_backoff_s() > sched.max_backoff_s()) {
     return Status::Invalid(
         "scheduler.min_backoff_s is larger than max_backoff_s");
   }
   return Status::Ok();
+}
+
+StatusOr<double> ParseRate(const std::string& text) {
+  size_t slash = text.find('/');
+  double per = 0;
+  if (slash != std::string::npos && slash + 2 == text.size()) {
+    switch (text[slash + 1]) {
+      case 's':
+        per = 1;
+        break;
+      case 'm':
+        per = 60;
+        break;
+      case 'h':
+        per = 3600;
+        break;
+      default:
+        break;
+    }
+  }
+  char* end = nullptr;
+  std::string count = text.substr(0, slash == std::string::npos ? 0 : slash);
+  double n = count.empty() ? 0 : std::strtod(count.c_str(), &end);
+  if (per == 0 || end == nullptr || *end != '\0' || !(n > 0) ||
+      !std::isfinite(n)) {
+    return Status::Invalid("rate \"" + text +
+                           "\" is not of the form N/s, N/m or N/h (N > 0)");
+  }
+  return n / per;
 }
 
 std::string SpoolDir(const Config& config) {

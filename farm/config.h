@@ -38,6 +38,10 @@ StatusOr<Config> LoadConfig(const std::string& path);
 // existing channels, pool sizes that make sense, listener addresses.
 Status ValidateConfig(const Config& config);
 
+// A rate written "N/s", "N/m" or "N/h" (N > 0, a decimal number) in messages
+// per second; an error names the text.
+StatusOr<double> ParseRate(const std::string& text);
+
 // Absolute form of `path` against the directory the process started in.
 std::string ResolvePath(const std::string& path);
 

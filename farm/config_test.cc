@@ -77,5 +77,41 @@ TEST(ConfigTest, RelativePathsBecomeAbsoluteAndDerivedPathsAgree) {
   ::unlink(path.c_str());
 }
 
+TEST(ConfigTest, RatesPerSecondMinuteAndHour) {
+  EXPECT_DOUBLE_EQ(*ParseRate("5/s"), 5.0);
+  EXPECT_DOUBLE_EQ(*ParseRate("120/m"), 2.0);
+  EXPECT_DOUBLE_EQ(*ParseRate("1800/h"), 0.5);
+  EXPECT_DOUBLE_EQ(*ParseRate("0.5/s"), 0.5);
+  for (const char* bad :
+       {"", "5", "5/d", "/s", "0/s", "-1/m", "x/h", "5/ss", "nan/s", "inf/h"}) {
+    auto rate = ParseRate(bad);
+    ASSERT_FALSE(rate.ok()) << bad;
+    EXPECT_NE(rate.status().message().find("N/s, N/m or N/h"),
+              std::string::npos);
+  }
+}
+
+TEST(ConfigTest, BadRatesAndDestinationOverridesAreRefused) {
+  std::string path = WriteTemp(
+      "channel { name: \"smtp\" type: SMTP destination_rate: \"10/week\" }\n");
+  auto config = LoadConfig(path);
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("channel smtp: rate \"10/week\""),
+            std::string::npos)
+      << config.status().message();
+  std::ofstream(path) << "channel { name: \"smtp\" type: SMTP }\n"
+                         "destination { channel: \"smpt\" destination: "
+                         "\"example.com\" concurrency: 2 }\n";
+  config = LoadConfig(path);
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("unknown channel \"smpt\""),
+            std::string::npos);
+  std::ofstream(path) << "channel { name: \"smtp\" type: SMTP }\n"
+                         "destination { destination: \"example.com\" rate: "
+                         "\"600/h\" concurrency: 2 }\n";
+  EXPECT_TRUE(LoadConfig(path).ok());
+  ::unlink(path.c_str());
+}
+
 }  // namespace
 }  // namespace farm

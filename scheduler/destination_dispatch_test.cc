@@ -303,5 +303,21 @@ TEST_F(DestinationDispatchTest, HoldReleasesTheDestinationSlot) {
   EXPECT_EQ(queue_->destinations().in_flight(), 0u);
 }
 
+TEST(DestinationLimitsTest, RatesPerMinuteAndHourFromTheConfig) {
+  config::Config config;
+  auto* ch = config.add_channel();
+  ch->set_name("c");
+  ch->set_rate("3600/h");
+  ch->set_destination_rate("120/m");
+  auto* o = config.add_destination();
+  o->set_destination("Slow.Example");
+  o->set_rate("30/m");
+  auto limits = DestinationLimitsFromConfig(config);
+  EXPECT_DOUBLE_EQ(limits["c"].rate_per_second, 1.0);
+  EXPECT_DOUBLE_EQ(limits["c"].destination.rate_per_second, 2.0);
+  ASSERT_EQ(limits["c"].overrides.count("slow.example"), 1u);
+  EXPECT_DOUBLE_EQ(limits["c"].overrides["slow.example"].rate_per_second, 0.5);
+}
+
 }  // namespace
 }  // namespace mailfarm::scheduler

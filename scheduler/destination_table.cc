@@ -11,6 +11,8 @@
 #include <cctype>
 #include <cmath>
 
+#include "farm/config.h"
+
 namespace mailfarm::scheduler {
 
 namespace {
@@ -32,6 +34,10 @@ DestinationLimits ChannelDefaults(const config::ChannelConfig& ch) {
   d.initial_concurrency =
       Clamp(ch.initial_destination_concurrency(), 1, d.concurrency);
   d.rate_per_second = ch.destination_rate_per_second();
+  // The "N/s|m|h" form wins; LoadConfig has checked it.
+  if (auto rate = farm::ParseRate(ch.destination_rate());
+      !ch.destination_rate().empty() && rate.ok())
+    d.rate_per_second = *rate;
   d.rate_burst = std::max<uint32_t>(1, ch.rate_burst());
   d.dead_failures = ch.dead_destination_failures();
   d.dead_backoff_ms = int64_t{ch.dead_destination_backoff_s()} * 1000;
@@ -48,6 +54,8 @@ std::unordered_map<std::string, ChannelLimits> DestinationLimitsFromConfig(
   for (const auto& ch : config.channel()) {
     ChannelLimits& c = out[ch.name()];
     c.rate_per_second = ch.rate_per_second();
+    if (auto rate = farm::ParseRate(ch.rate()); !ch.rate().empty() && rate.ok())
+      c.rate_per_second = *rate;
     c.rate_burst = std::max<uint32_t>(1, ch.rate_burst());
     c.destination = ChannelDefaults(ch);
   }
@@ -62,6 +70,8 @@ std::unordered_map<std::string, ChannelLimits> DestinationLimitsFromConfig(
         d.initial_concurrency = o.initial_concurrency();
       d.initial_concurrency = Clamp(d.initial_concurrency, 1, d.concurrency);
       if (o.has_rate_per_second()) d.rate_per_second = o.rate_per_second();
+      if (auto rate = farm::ParseRate(o.rate()); o.has_rate() && rate.ok())
+        d.rate_per_second = *rate;
       c.overrides[Lower(o.destination())] = d;
     }
   }
