@@ -25,6 +25,17 @@ class DestinationDispatchTest : public QueueTest {
   }
   void SetUp() override {}  // each test sets limits_ first, then Start()
   void Start() { QueueTest::SetUp(); }
+  // One connection per destination, a dead-destination rule without jitter.
+  void StartOneAtATime(uint32_t dead_failures, int64_t backoff_ms,
+                       int64_t max_ms) {
+    limits_.concurrency = 1;
+    limits_.initial_concurrency = 1;
+    limits_.dead_failures = dead_failures;
+    limits_.dead_backoff_ms = backoff_ms;
+    limits_.dead_backoff_max_ms = max_ms;
+    limits_.dead_jitter = 0;
+    Start();
+  }
 
   // Routes every outstanding router item to channel c by recipient domain.
   void RouteAll() {
@@ -143,13 +154,8 @@ TEST_F(DestinationDispatchTest, RateLimitHoldsWorkBackWithoutAttempts) {
 }
 
 TEST_F(DestinationDispatchTest, DeadDestinationDefersItsQueueTogether) {
-  limits_.concurrency = 1;
-  limits_.initial_concurrency = 1;
-  limits_.dead_failures = 2;
-  limits_.dead_backoff_ms = 120'000;
-  limits_.dead_backoff_max_ms = 480'000;
-  limits_.dead_jitter = 0;
-  Start();
+  StartOneAtATime(/*dead_failures=*/2, /*backoff_ms=*/120'000,
+                  /*max_ms=*/480'000);
   std::vector<std::string> qids;
   for (int i = 0; i < 5; ++i)
     qids.push_back(Inject("s@example.com", "u@dead.example"));
@@ -223,13 +229,8 @@ TEST_F(DestinationDispatchTest, DeadDestinationDefersItsQueueTogether) {
 }
 
 TEST_F(DestinationDispatchTest, FailedProbeSuspendsForTwiceAsLong) {
-  limits_.concurrency = 1;
-  limits_.initial_concurrency = 1;
-  limits_.dead_failures = 1;
-  limits_.dead_backoff_ms = 60'000;
-  limits_.dead_backoff_max_ms = 600'000;
-  limits_.dead_jitter = 0;
-  Start();
+  StartOneAtATime(/*dead_failures=*/1, /*backoff_ms=*/60'000,
+                  /*max_ms=*/600'000);
   Inject("s@example.com", "u@dead.example");
   RouteAll();
   Deliver(Deliveries().at(0), OUTCOME_TEMPFAIL, true);
@@ -248,13 +249,8 @@ TEST_F(DestinationDispatchTest, FailedProbeSuspendsForTwiceAsLong) {
 }
 
 TEST_F(DestinationDispatchTest, FlushByDomainEndsTheSuspension) {
-  limits_.concurrency = 1;
-  limits_.initial_concurrency = 1;
-  limits_.dead_failures = 1;
-  limits_.dead_backoff_ms = 3'600'000;
-  limits_.dead_backoff_max_ms = 3'600'000;
-  limits_.dead_jitter = 0;
-  Start();
+  StartOneAtATime(/*dead_failures=*/1, /*backoff_ms=*/3'600'000,
+                  /*max_ms=*/3'600'000);
   for (int i = 0; i < 3; ++i) Inject("s@example.com", "u@dead.example");
   RouteAll();
   Deliver(Deliveries().at(0), OUTCOME_TEMPFAIL, true);
