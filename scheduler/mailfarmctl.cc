@@ -54,7 +54,9 @@ COMMANDS
     queue list [--state S] [--domain D] [--sender A]
         Every queued job, a mailq-like table: queue id, size, arrival, sender,
         state and next attempt, then its recipients and the last error.
-        States: active, deferred, hold, routing, filtering, queued.
+        States: active (being routed, filtered or delivered, or waiting
+        for its destination's window or rate), deferred (waiting for its
+        next attempt or a dead destination), hold.
     queue show QID
         One job: envelope, client, added headers, recipients delivered, and
         the history of attempts with the remote replies.
