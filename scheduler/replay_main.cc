@@ -46,7 +46,10 @@ DESCRIPTION
     spool_dir/queue/ once and validates every queue file: magic, lengths,
     envelope and body checksums, recipient indexes, file name. A corrupt,
     truncated, zero-length or foreign file is moved to spool_dir/corrupt/
-    with a log line each. Every valid job is handed to the running scheduler
+    with a log line each; a file the crash tore before its sync (shorter
+    than its header says, or with unwritten zero blocks) is marked in that
+    line as never acknowledged: the scheduler answers 250 only once the file
+    and its directory entry are synced. Every valid job is handed to the running scheduler
     over control.sock (Adopt batches): the scheduler resumes it at the stage
     it had reached. A deferred job keeps its next attempt time, a job that was
     running is retried, recipients recorded as delivered or bounced are not
@@ -98,6 +101,29 @@ std::vector<std::string> ListDir(const std::string& dir) {
 bool IsDirectory(const std::string& path) {
   struct stat st {};
   return ::lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// True when a queue file that failed validation looks like one the crash
+// caught between its rename into queue/ and its sync: shorter than its own
+// header says, or with a block of zeros where its bytes belong (space the file
+// system allocated but never got the data for). The scheduler renames a new
+// file into queue/ before the batch's sync and acknowledges it only after the
+// sync, and a synced file does not lose its bytes: such a file was never
+// acknowledged (its sender got no 250). A file of full length with a checksum
+// mismatch and no zero block is damage of another kind.
+bool TornBeforeItsSync(const std::string& path, const std::string& why) {
+  if (why.find("truncated") != std::string::npos) return true;
+  farm::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  constexpr size_t kBlock = 4096;
+  std::vector<char> block(kBlock);
+  for (off_t offset = 0;; offset += kBlock) {
+    ssize_t n = ::pread(fd.get(), block.data(), kBlock, offset);
+    if (n <= 0) return false;
+    if (std::all_of(block.begin(), block.begin() + n,
+                    [](char c) { return c == 0; }))
+      return true;
+  }
 }
 
 // Moves a bad file aside under a name that never collides.
@@ -238,6 +264,11 @@ int main(int argc, char** argv) {
           continue;
         }
         why = file.status().message();
+        if (TornBeforeItsSync(path, why)) {
+          why +=
+              " (torn by a crash before its sync: this message was never "
+              "acknowledged, its sender got no 250)";
+        }
       }
       ++corrupt;
       if (FLAGS_check) {

@@ -4,8 +4,10 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace mailfarm::scheduler {
@@ -34,6 +36,21 @@ class PosixEnv : public SpoolEnv {
       data.remove_prefix(static_cast<size_t>(n));
     }
     return farm::Status::Ok();
+  }
+  farm::Status Write2(int fd, std::string_view first, std::string_view second,
+                      const std::string& path) override {
+    while (!first.empty()) {
+      iovec iov[2] = {{const_cast<char*>(first.data()), first.size()},
+                      {const_cast<char*>(second.data()), second.size()}};
+      ssize_t n = ::writev(fd, iov, 2);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return farm::Status::FromErrno("write " + path, errno);
+      size_t done = static_cast<size_t>(n);
+      size_t from_first = std::min(done, first.size());
+      first.remove_prefix(from_first);
+      second.remove_prefix(done - from_first);
+    }
+    return Write(fd, second, path);
   }
   void StartWriteback(int fd) override {
     ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);

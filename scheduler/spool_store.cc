@@ -1,9 +1,10 @@
 // spool_store.cc: the file-tree SpoolStore and its group commit. One I/O
 // thread at a time (the committer) takes every write queued (up to max_batch)
 // and makes them durable together: write all files into tmp/ (or append),
-// one syncfs() of the spool's filesystem for the batch (one journal commit and
-// one device cache flush; a batch of one uses fdatasync), rename the new files
-// into queue/, then one fsync per directory touched. While it syncs, new
+// rename the new files into queue/, then one syncfs() of the spool's file
+// system for the batch (one journal commit and one device cache flush, the
+// directory entries included; with syncfs disabled, fdatasync per file plus
+// fsync per directory). While it syncs, new
 // injections queue up and form the next batch; other threads do reads and
 // background work.
 #include "scheduler/spool_store.h"
@@ -119,18 +120,30 @@ farm::StatusOr<std::unique_ptr<FileSpoolStore>> FileSpoolStore::Open(
     MAILFARM_RETURN_IF_ERROR(env->MakeDirectory(root + "/queue/" + *hex, 0700));
   }
   CleanTemp(root + "/tmp");
+  // The hash directories stay open: a batch made durable by fdatasync
+  // fsyncs its directories without an open and a close each time.
+  std::map<std::string, farm::UniqueFd> dirs;
+  for (const char* hex = "0123456789abcdef"; *hex != '\0'; ++hex) {
+    std::string dir = root + "/queue/" + *hex;
+    auto fd = env->OpenDirectory(dir);
+    if (!fd.ok()) return fd.status();
+    dirs.emplace(dir, std::move(*fd));
+  }
   std::unique_ptr<FileSpoolStore> store(
-      new FileSpoolStore(options, tasks, std::move(*lock)));
+      new FileSpoolStore(options, tasks, std::move(*lock), std::move(dirs)));
   return store;
 }
 
 FileSpoolStore::FileSpoolStore(Options options, LoopTasks* tasks,
-                               farm::UniqueFd lock_fd)
+                               farm::UniqueFd lock_fd,
+                               std::map<std::string, farm::UniqueFd> queue_dirs)
     : options_(std::move(options)),
       env_(options_.env != nullptr ? options_.env : PosixSpoolEnv()),
       clock_(options_.clock != nullptr ? options_.clock : farm::RealClock()),
       tasks_(tasks),
-      lock_fd_(std::move(lock_fd)) {
+      lock_fd_(std::move(lock_fd)),
+      queue_dirs_(std::move(queue_dirs)),
+      alive_(std::make_shared<bool>(true)) {
   if (options_.max_batch < 1) options_.max_batch = 1;
   int threads = std::max(1, options_.io_threads);
   for (int i = 0; i < threads; ++i)
@@ -173,6 +186,7 @@ void FileSpoolStore::Create(spool::Envelope envelope, std::string body,
   op->envelope = std::move(envelope);
   op->body = std::move(body);
   op->create_done = std::move(done);
+  unacknowledged_[op->qid];  // until FinishCreate
   Submit(std::move(op));
 }
 
@@ -203,6 +217,14 @@ void FileSpoolStore::Read(const std::string& path, ReadDone done) {
   op->kind = Op::Kind::kRead;
   op->path = path;
   op->read_done = std::move(done);
+  // A file still being created is in queue/ before it is durable (see
+  // RunBatch): an adopt must not take it for a job of its own. Its read runs
+  // once the create has completed, when the queue already knows the job.
+  if (auto it = unacknowledged_.find(Basename(path));
+      it != unacknowledged_.end()) {
+    it->second.push_back(std::move(op));
+    return;
+  }
   Submit(std::move(op));
 }
 
@@ -247,7 +269,10 @@ void FileSpoolStore::WorkerLoop() {
         return (!committing_ && !queue_.empty()) || background_queued_ > 0 ||
                (stopping_ && queue_.empty());
       });
-      if (queue_.empty()) return;  // stopping, and everything queued is done
+      if (queue_.empty()) {  // stopping, and everything queued is done
+        cv_.notify_all();    // so that every other thread leaves too
+        return;
+      }
       if (!committing_) {
         while (!queue_.empty() && batch.size() < options_.max_batch) {
           batch.push_back(std::move(queue_.front()));
@@ -276,12 +301,18 @@ void FileSpoolStore::WorkerLoop() {
     }
     size_t n = batch.size();
     RunBatch(batch);  // posts the completions and empties `batch`
+    bool stopping;
     {
       std::lock_guard<std::mutex> lock(mu_);
       running_ -= n;
       if (commits) committing_ = false;
+      stopping = stopping_;
     }
-    cv_.notify_all();
+    // No wake-up is needed otherwise: this thread checks the queue again
+    // itself, and Submit wakes a waiting thread for new work. When stopping,
+    // waiting threads must see that the queue has drained, or they never
+    // leave.
+    if (stopping) cv_.notify_all();
   }
 }
 
@@ -299,9 +330,7 @@ void FileSpoolStore::WriteOne(Op& op) {
     }
     op.fd = std::move(*fd);
     op.created = true;
-    op.status = env_->Write(op.fd.get(), header, op.tmp_path);
-    if (op.status.ok())
-      op.status = env_->Write(op.fd.get(), op.body, op.tmp_path);
+    op.status = env_->Write2(op.fd.get(), header, op.body, op.tmp_path);
     std::string().swap(op.body);  // the bytes are in the page cache now
     return;
   }
@@ -316,59 +345,37 @@ void FileSpoolStore::WriteOne(Op& op) {
   if (op.status.ok()) op.status = env_->Write(op.fd.get(), op.record, op.path);
 }
 
+// The commit order (see the durability rule in spool_store.h):
+//   1. write every new file into tmp/ and every appended record;
+//   2. rename the new files into queue/<hash>/ and unlink the removed ones,
+//      before any sync: on a journaling file system the data sync's journal
+//      commit then carries the renames, so the directory fsync that follows
+//      finds nothing left to commit (one journal commit per batch, not two);
+//   3. make the batch durable: one syncfs (it writes back every dirty inode
+//      of the file system, directories included, and commits the journal, so
+//      no directory fsync is needed); below options_.syncfs_min_batch,
+//      fdatasync of each file plus an fsync of each directory that gained an
+//      entry;
+//   4. only then complete: a create is acknowledged after step 3 succeeded.
+// Removals are not synced at all: an unlink lost in a power cut brings the
+// file back and the job is delivered again (at-least-once), as in Postfix.
 void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch) {
   GroupCommitStats delta;
   for (auto& op : batch) {
     if (op->kind == Op::Kind::kCreate || op->kind == Op::Kind::kAppend)
       WriteOne(*op);
   }
+  RenameAndUnlink(batch);
   size_t writes = 0;
   for (auto& op : batch) writes += op->fd && op->status.ok();
-  if (options_.syncfs_min_batch > 0 && writes >= options_.syncfs_min_batch) {
-    // One syncfs makes the whole batch durable: data, inodes, everything.
-    farm::Status synced =
-        env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir);
-    ++delta.fs_syncs;
-    for (auto& op : batch) {
-      if (op->fd && op->status.ok()) op->status = synced;
-      op->fd.Reset();
-    }
-  } else {
-    for (auto& op : batch) {
-      if (op->fd && op->status.ok()) env_->StartWriteback(op->fd.get());
-    }
-    for (auto& op : batch) {
-      if (!op->fd) continue;
-      if (op->status.ok()) {
-        op->status =
-            env_->DataSync(op->fd.get(), op->created ? op->tmp_path : op->path);
-        ++delta.data_syncs;
-      }
-      op->fd.Reset();
-    }
-  }
-  for (auto& op : batch) {
-    if (op->kind == Op::Kind::kCreate && op->status.ok()) {
-      auto renamed = env_->RenameNoReplace(op->tmp_path, op->path);
-      if (!renamed.ok()) {
-        op->status = renamed.status();
-      } else if (!*renamed) {
-        op->status =
-            farm::Status::TempFail("queue id " + op->qid + " already in use");
-      } else {
-        op->renamed = true;
-        op->created = false;
-      }
-    } else if (op->kind == Op::Kind::kRemove) {
-      op->status = env_->Unlink(op->path);
-    }
-  }
-  SyncDirectories(batch, &delta);
+  if (writes > 0) SyncBatch(batch, writes, &delta);
   for (auto& op : batch) {
     switch (op->kind) {
       case Op::Kind::kCreate:
         if (op->created)
           (void)env_->Unlink(op->tmp_path);  // nothing half-accepted
+        if (op->renamed && !op->status.ok())
+          (void)env_->Unlink(op->path);  // never acknowledged: not a job
         if (op->status.ok()) ++delta.files;
         break;
       case Op::Kind::kRead:
@@ -403,26 +410,82 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch) {
   auto done =
       std::make_shared<std::vector<std::unique_ptr<Op>>>(std::move(batch));
   batch.clear();
-  tasks_->Post([done] {
-    for (auto& op : *done) Finish(*op);
+  std::weak_ptr<bool> alive = alive_;
+  tasks_->Post([this, alive, done] {
+    for (auto& op : *done) {
+      if (op->kind == Op::Kind::kCreate && !alive.expired()) {
+        FinishCreate(*op);
+      } else {
+        Finish(*op);
+      }
+    }
   });
 }
 
-// One fsync per directory that gained (create) or lost (remove) an entry.
-// A create whose directory cannot be synced is undone: never acknowledged.
-void FileSpoolStore::SyncDirectories(std::vector<std::unique_ptr<Op>>& batch,
-                                     GroupCommitStats* stats) {
-  std::set<std::string> dirs;
+// Step 2 of the commit: new files enter queue/ (not yet durable, not yet
+// acknowledged), removed files leave it.
+void FileSpoolStore::RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch) {
   for (auto& op : batch) {
-    if ((op->kind == Op::Kind::kCreate && op->renamed) ||
-        (op->kind == Op::Kind::kRemove && op->status.ok())) {
-      dirs.insert(Dirname(op->path));
+    if (op->kind == Op::Kind::kCreate && op->status.ok()) {
+      auto renamed = env_->RenameNoReplace(op->tmp_path, op->path);
+      if (!renamed.ok()) {
+        op->status = renamed.status();
+      } else if (!*renamed) {
+        op->status =
+            farm::Status::TempFail("queue id " + op->qid + " already in use");
+      } else {
+        op->renamed = true;
+        op->created = false;
+      }
+    } else if (op->kind == Op::Kind::kRemove) {
+      op->status = env_->Unlink(op->path);
     }
   }
+}
+
+// Step 3 of the commit: makes every write of the batch (files, their data and
+// their directory entries) durable, or fails the writes that could not be.
+void FileSpoolStore::SyncBatch(std::vector<std::unique_ptr<Op>>& batch,
+                               size_t writes, GroupCommitStats* stats) {
+  auto syncing = [](const Op& op) { return op.fd && op.status.ok(); };
+  if (options_.syncfs_min_batch > 0 && writes >= options_.syncfs_min_batch) {
+    farm::Status synced =
+        env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir);
+    ++stats->fs_syncs;
+    for (auto& op : batch) {
+      if (syncing(*op)) op->status = synced;
+      op->fd.Reset();
+    }
+    return;
+  }
+  // Several files fdatasynced one by one (syncfs disabled): start every
+  // write-back first so that they share the device's queue. A single file
+  // gains nothing from it.
+  if (writes > 1) {
+    for (auto& op : batch) {
+      if (syncing(*op)) env_->StartWriteback(op->fd.get());
+    }
+  }
+  std::set<std::string> dirs;
+  for (auto& op : batch) {
+    if (!op->fd) continue;
+    if (op->status.ok()) {
+      op->status = env_->DataSync(op->fd.get(), op->path);
+      ++stats->data_syncs;
+      if (op->status.ok() && op->renamed) dirs.insert(Dirname(op->path));
+    }
+    op->fd.Reset();
+  }
+  // POSIX makes a new directory entry durable only with an fsync of the
+  // directory. On ext4 the fdatasync above already committed the rename, so
+  // this costs no journal commit, but still one device cache flush.
   for (const std::string& dir : dirs) {
     farm::Status synced;
-    auto fd = env_->OpenDirectory(dir);
-    if (!fd.ok()) {
+    auto kept = queue_dirs_.find(dir);
+    if (kept != queue_dirs_.end()) {
+      synced = env_->Sync(kept->second.get(), dir);
+      ++stats->dir_syncs;
+    } else if (auto fd = env_->OpenDirectory(dir); !fd.ok()) {
       synced = fd.status();
     } else {
       synced = env_->Sync(fd->get(), dir);
@@ -430,12 +493,22 @@ void FileSpoolStore::SyncDirectories(std::vector<std::unique_ptr<Op>>& batch,
     }
     if (synced.ok()) continue;
     for (auto& op : batch) {
-      if (Dirname(op->path) != dir || !op->status.ok()) continue;
-      op->status = synced;
-      if (op->kind == Op::Kind::kCreate && op->renamed)
-        (void)env_->Unlink(op->path);
+      if (op->renamed && op->status.ok() && Dirname(op->path) == dir)
+        op->status = synced;
     }
   }
+}
+
+// A create's completion on the loop thread: the job is acknowledged (or not),
+// then reads of its file that waited for this run (see Read).
+void FileSpoolStore::FinishCreate(Op& op) {
+  std::vector<std::unique_ptr<Op>> waiting;
+  if (auto it = unacknowledged_.find(op.qid); it != unacknowledged_.end()) {
+    waiting = std::move(it->second);
+    unacknowledged_.erase(it);
+  }
+  Finish(op);
+  for (auto& read : waiting) Submit(std::move(read));
 }
 
 void FileSpoolStore::Finish(Op& op) {

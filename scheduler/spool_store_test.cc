@@ -1,5 +1,6 @@
 // spool_store_test.cc: the file-tree store: durable create, group commit
-// batching, full disk and failed fsync leave nothing behind, the spool lock.
+// batching, the commit order (rename before sync, removals not synced), full
+// disk and failed fsync leave nothing behind, the spool lock.
 #include "scheduler/spool_store.h"
 
 #include <dirent.h>
@@ -24,6 +25,12 @@ class FaultEnv : public SpoolEnv {
   std::atomic<bool> released{false};
   std::atomic<int> data_syncs{0};
   std::atomic<int> fs_syncs{0};
+  std::atomic<int> dir_syncs{0};
+  std::atomic<int> writes{0};
+  // Set by the test: a sync counts in synced_while_in_queue when this file
+  // already exists (the rename came before the sync).
+  std::string watch_path;
+  std::atomic<int> synced_while_in_queue{0};
 
   farm::StatusOr<farm::UniqueFd> CreateExclusive(
       const std::string& p) override {
@@ -45,20 +52,29 @@ class FaultEnv : public SpoolEnv {
       (void)real()->Write(fd, data.substr(0, data.size() / 2), p);
       return farm::Status::FromErrno("write " + p, ENOSPC);
     }
+    ++writes;
     return real()->Write(fd, data, p);
+  }
+  farm::Status Write2(int fd, std::string_view a, std::string_view b,
+                      const std::string& p) override {
+    std::string both = std::string(a) + std::string(b);
+    return Write(fd, both, p);  // the same faults as Write
   }
   void StartWriteback(int fd) override { real()->StartWriteback(fd); }
   farm::Status DataSync(int fd, const std::string& p) override {
     ++data_syncs;
+    Watch();
     if (fail_sync) return farm::Status::FromErrno("fdatasync " + p, EIO);
     return real()->DataSync(fd, p);
   }
   farm::Status SyncFilesystem(int fd, const std::string& p) override {
     ++fs_syncs;
+    Watch();
     if (fail_sync) return farm::Status::FromErrno("syncfs " + p, EIO);
     return real()->SyncFilesystem(fd, p);
   }
   farm::Status Sync(int fd, const std::string& p) override {
+    ++dir_syncs;
     return real()->Sync(fd, p);
   }
   farm::Status Truncate(int fd, uint64_t size, const std::string& p) override {
@@ -80,6 +96,10 @@ class FaultEnv : public SpoolEnv {
 
  private:
   static SpoolEnv* real() { return PosixSpoolEnv(); }
+  void Watch() {
+    if (!watch_path.empty() && ::access(watch_path.c_str(), F_OK) == 0)
+      ++synced_while_in_queue;
+  }
 };
 
 int CountFiles(const std::string& dir) {
@@ -105,10 +125,11 @@ class SpoolStoreTest : public ::testing::Test {
     event_base_free(base_);
     std::filesystem::remove_all(root_);
   }
-  void OpenStore(int threads = 1) {
+  void OpenStore(int threads = 1, size_t syncfs_min_batch = 1) {
     FileSpoolStore::Options options;
     options.spool_dir = spool_;
     options.io_threads = threads;
+    options.syncfs_min_batch = syncfs_min_batch;
     options.env = &env_;
     auto store = FileSpoolStore::Open(options, tasks_.get());
     ASSERT_TRUE(store.ok()) << store.status().message();
@@ -174,9 +195,10 @@ TEST_F(SpoolStoreTest, ConcurrentCreatesShareSyncs) {
   EXPECT_LE(stats.batches, 3u);
   EXPECT_GE(stats.max_batch, 25u);
   EXPECT_LE(stats.dir_syncs, 6u);  // one per batch unless the 65 s digit turned
-  // Batches of two or more share one syncfs; only a batch of one fdatasyncs.
-  EXPECT_LE(env_.data_syncs.load(), 2);
+  // Every batch is one syncfs (the default syncfs_min_batch is 1).
+  EXPECT_EQ(env_.data_syncs.load(), 0);
   EXPECT_LE(env_.fs_syncs.load(), 3);
+  EXPECT_EQ(stats.dir_syncs, 0u);
   EXPECT_EQ(stats.fs_syncs + stats.data_syncs,
             static_cast<uint64_t>(env_.fs_syncs + env_.data_syncs));
   EXPECT_EQ(CountFiles(spool_ + "/queue"), 50);
@@ -220,7 +242,7 @@ TEST_F(SpoolStoreTest, FailedSyncfsFailsTheWholeBatch) {
 }
 
 TEST_F(SpoolStoreTest, FailedSyncIsNeverAcknowledged) {
-  OpenStore();
+  OpenStore(1, /*syncfs_min_batch=*/2);
   env_.fail_sync = true;
   std::optional<farm::StatusOr<SpoolStore::Created>> got;
   store_->Create(Envelope(), "x\r\n", [&](auto r) { got = std::move(r); });
@@ -275,6 +297,158 @@ TEST_F(SpoolStoreTest, AppendTruncatesATornTail) {
   EXPECT_EQ(file->state_records, 1);
   EXPECT_EQ(file->state.attempts(), 7u);
   EXPECT_EQ(file->torn_bytes, 0u);
+}
+
+// The single-file commit below syncfs_min_batch: the file is in queue/ before
+// its fdatasync (so the sync's journal commit carries the rename), then one
+// directory fsync.
+TEST_F(SpoolStoreTest, SingleCreateRenamesBeforeItsSync) {
+  OpenStore(1, /*syncfs_min_batch=*/2);
+  env_.hold_first_write = true;
+  std::optional<farm::StatusOr<SpoolStore::Created>> got;
+  store_->Create(Envelope(), "x\r\n", [&](auto r) { got = std::move(r); });
+  // The write is held: its temp file exists and names the qid.
+  std::string qid;
+  for (int i = 0; i < 5000 && qid.empty(); ++i) {
+    for (auto& e : std::filesystem::directory_iterator(spool_ + "/tmp"))
+      qid = e.path().stem().string();
+    if (qid.empty()) usleep(1000);
+  }
+  ASSERT_FALSE(qid.empty());
+  env_.watch_path = store_->PathOf(qid);
+  env_.released = true;
+  RunUntil([&] { return got.has_value(); });
+  ASSERT_TRUE(got->ok()) << got->status().message();
+  EXPECT_EQ((*got)->qid, qid);
+  EXPECT_EQ(env_.data_syncs.load(), 1);
+  EXPECT_EQ(env_.synced_while_in_queue.load(), 1);
+  EXPECT_EQ(env_.dir_syncs.load(), 1);
+  EXPECT_EQ(env_.writes.load(), 1);  // header and body in one write
+  GroupCommitStats stats = store_->stats();
+  EXPECT_EQ(stats.dir_syncs, 1u);
+  EXPECT_EQ(stats.data_syncs, 1u);
+}
+
+// The default: one syncfs per batch, a single file included, after the
+// renames; no directory fsync (syncfs writes back the directories too).
+TEST_F(SpoolStoreTest, SingleCreateIsOneSyncfsAfterItsRename) {
+  OpenStore();
+  env_.hold_first_write = true;
+  std::optional<farm::StatusOr<SpoolStore::Created>> got;
+  store_->Create(Envelope(), "x\r\n", [&](auto r) { got = std::move(r); });
+  std::string qid;
+  for (int i = 0; i < 5000 && qid.empty(); ++i) {
+    for (auto& e : std::filesystem::directory_iterator(spool_ + "/tmp"))
+      qid = e.path().stem().string();
+    if (qid.empty()) usleep(1000);
+  }
+  ASSERT_FALSE(qid.empty());
+  env_.watch_path = store_->PathOf(qid);
+  env_.released = true;
+  RunUntil([&] { return got.has_value(); });
+  ASSERT_TRUE(got->ok()) << got->status().message();
+  EXPECT_EQ(env_.fs_syncs.load(), 1);
+  EXPECT_EQ(env_.synced_while_in_queue.load(), 1);
+  EXPECT_EQ(env_.data_syncs.load(), 0);
+  EXPECT_EQ(env_.dir_syncs.load(), 0);
+}
+
+// With syncfs from two writes on, a batch needs no directory fsync: syncfs
+// writes back the directories too, and the renames came before it.
+TEST_F(SpoolStoreTest, SyncfsBatchNeedsNoDirectorySync) {
+  OpenStore(1, /*syncfs_min_batch=*/2);
+  env_.hold_first_write = true;
+  int done = 0, failed = 0;
+  for (int i = 0; i < 20; ++i) {
+    store_->Create(Envelope(), std::string(5000, 'x'), [&](auto r) {
+      ++done;
+      if (!r.ok()) ++failed;
+    });
+  }
+  env_.released = true;
+  RunUntil([&] { return done == 20; });
+  EXPECT_EQ(failed, 0);
+  GroupCommitStats stats = store_->stats();
+  EXPECT_GE(stats.fs_syncs, 1u);
+  // Only a batch of one (the first, taken before the others were queued)
+  // fsyncs its directory.
+  EXPECT_EQ(stats.dir_syncs, stats.data_syncs);
+  EXPECT_LE(stats.dir_syncs, 1u);
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 20);
+}
+
+// A file renamed into queue/ whose sync fails is removed again: never
+// acknowledged, never a job.
+TEST_F(SpoolStoreTest, FailedSyncRemovesTheRenamedFile) {
+  OpenStore(1, /*syncfs_min_batch=*/2);
+  env_.hold_first_write = true;
+  env_.fail_sync = true;
+  std::optional<farm::StatusOr<SpoolStore::Created>> got;
+  store_->Create(Envelope(), "x\r\n", [&](auto r) { got = std::move(r); });
+  std::string qid;
+  for (int i = 0; i < 5000 && qid.empty(); ++i) {
+    for (auto& e : std::filesystem::directory_iterator(spool_ + "/tmp"))
+      qid = e.path().stem().string();
+    if (qid.empty()) usleep(1000);
+  }
+  ASSERT_FALSE(qid.empty());
+  env_.watch_path = store_->PathOf(qid);
+  env_.released = true;
+  RunUntil([&] { return got.has_value(); });
+  EXPECT_FALSE(got->ok());
+  EXPECT_EQ(env_.synced_while_in_queue.load(), 1);  // it was in queue/
+  EXPECT_NE(::access(store_->PathOf(qid).c_str(), F_OK), 0);
+  EXPECT_EQ(CountFiles(spool_ + "/queue") + CountFiles(spool_ + "/tmp"), 0);
+}
+
+// Removals cost no sync at all (at-least-once covers a lost unlink).
+TEST_F(SpoolStoreTest, RemoveIsNotSynced) {
+  OpenStore();
+  std::optional<farm::StatusOr<SpoolStore::Created>> got;
+  store_->Create(Envelope(), "x\r\n", [&](auto r) { got = std::move(r); });
+  RunUntil([&] { return got.has_value(); });
+  ASSERT_TRUE(got->ok());
+  int data = env_.data_syncs, fs = env_.fs_syncs, dir = env_.dir_syncs;
+  std::optional<farm::Status> removed;
+  store_->Remove((*got)->qid, [&](farm::Status s) { removed = s; });
+  RunUntil([&] { return removed.has_value(); });
+  EXPECT_TRUE(removed->ok());
+  EXPECT_NE(::access((*got)->path.c_str(), F_OK), 0);
+  EXPECT_EQ(env_.data_syncs.load(), data);
+  EXPECT_EQ(env_.fs_syncs.load(), fs);
+  EXPECT_EQ(env_.dir_syncs.load(), dir);
+}
+
+// A read of a file whose create is still in flight (an adopt racing an
+// injection) completes only after the create's own completion.
+TEST_F(SpoolStoreTest, ReadOfAnUnacknowledgedFileWaitsForItsCreate) {
+  OpenStore(2);
+  env_.hold_first_write = true;
+  std::vector<std::string> order;
+  std::optional<farm::StatusOr<SpoolStore::Created>> got;
+  store_->Create(Envelope(), "x\r\n", [&](auto r) {
+    order.push_back("create");
+    got = std::move(r);
+  });
+  std::string qid;
+  for (int i = 0; i < 5000 && qid.empty(); ++i) {
+    for (auto& e : std::filesystem::directory_iterator(spool_ + "/tmp"))
+      qid = e.path().stem().string();
+    if (qid.empty()) usleep(1000);
+  }
+  ASSERT_FALSE(qid.empty());
+  std::optional<farm::StatusOr<QueueFile>> read;
+  store_->Read(store_->PathOf(qid), [&](auto r) {
+    order.push_back("read");
+    read = std::move(r);
+  });
+  env_.released = true;
+  RunUntil([&] { return read.has_value(); });
+  ASSERT_EQ(order.size(), 2u);
+  EXPECT_EQ(order[0], "create");
+  EXPECT_EQ(order[1], "read");
+  ASSERT_TRUE(read->ok()) << read->status().message();
+  EXPECT_EQ((*read)->envelope.qid(), qid);
 }
 
 TEST_F(SpoolStoreTest, SecondStoreOnTheSameSpoolIsRefused) {

@@ -1,0 +1,37 @@
+import os, time, ctypes, statistics, sys
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+base = "/var/tmp/mfbench/syncexp"; os.makedirs(base + "/tmp", exist_ok=True)
+for h in "0123456789abcdef": os.makedirs(base + "/q/" + h, exist_ok=True)
+dfd = {h: os.open(base + "/q/" + h, os.O_RDONLY | os.O_DIRECTORY) for h in "0123456789abcdef"}
+rootfd = os.open(base, os.O_RDONLY)
+data = b"x" * 5120
+n = 0
+def batch(k, mode):
+    global n
+    fds = []
+    dirs = set()
+    t = time.monotonic()
+    for i in range(k):
+        n += 1
+        name = "%016x" % n; h = name[-1]
+        p = base + "/tmp/" + name
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, data)
+        os.rename(p, base + "/q/" + h + "/" + name)
+        fds.append((fd, h)); dirs.add(h)
+    if mode == "syncfs":
+        libc.syncfs(rootfd)
+    elif mode == "fdatasync":
+        for fd, h in fds: os.fdatasync(fd)
+        for h in dirs: os.fsync(dfd[h])
+    elif mode == "fdatasync-nodir":
+        for fd, h in fds: os.fdatasync(fd)
+    el = time.monotonic() - t
+    for fd, h in fds: os.close(fd)
+    return el
+res = {}
+for rep in range(int(sys.argv[2])):
+    for mode in ["syncfs", "fdatasync", "fdatasync-nodir"]:
+        res.setdefault(mode, []).append(batch(int(sys.argv[1]), mode))
+for m, v in res.items():
+    print("batch %s %-16s median %.2f ms  p90 %.2f ms" % (sys.argv[1], m, statistics.median(v)*1000, sorted(v)[int(len(v)*.9)]*1000))
