@@ -37,7 +37,8 @@ class EventChannel {
   void Start(FrameCallback on_frame, CloseCallback on_close);
   // Queues one frame; never blocks. Returns false when the channel is closed.
   bool Send(const google::protobuf::MessageLite& message);
-  // Stop reading (back-pressure) or resume.
+  // Stop delivering frames (back-pressure) or resume. While paused at most
+  // about one frame more is read from the socket.
   void PauseReading(bool paused);
   size_t PendingOutputBytes() const;
   bool open() const { return bev_ != nullptr; }
@@ -57,6 +58,7 @@ class EventChannel {
   FrameCallback on_frame_;
   CloseCallback on_close_;
   std::shared_ptr<bool> alive_;
+  bool paused_ = false;
 };
 
 }  // namespace farm

@@ -12,8 +12,11 @@ namespace {
 constexpr size_t kDefaultChunk = 64 * 1024;
 }  // namespace
 
-InjectClient::InjectClient(UniqueFd fd, size_t max_frame_bytes)
+InjectClient::InjectClient(UniqueFd fd, std::string socket_path,
+                           size_t max_frame_bytes)
     : fd_(std::move(fd)),
+      socket_path_(std::move(socket_path)),
+      max_frame_bytes_(max_frame_bytes),
       stream_(fd_.get(), max_frame_bytes),
       chunk_limit_(std::min(kDefaultChunk, max_frame_bytes / 2)) {}
 
@@ -22,14 +25,19 @@ StatusOr<std::unique_ptr<InjectClient>> InjectClient::Connect(
   auto fd = ConnectUnix(socket_path);
   if (!fd.ok()) return fd.status();
   return std::unique_ptr<InjectClient>(
-      new InjectClient(std::move(*fd), max_frame_bytes));
+      new InjectClient(std::move(*fd), socket_path, max_frame_bytes));
 }
 
 Status InjectClient::Begin(const mailfarm::InjectRequest& request) {
   pending_.clear();
+  out_.clear();
   mailfarm::InjectFrame frame;
   *frame.mutable_request() = request;
-  return stream_.Write(frame);
+  // Held back and sent with the first chunk: a message under chunk_limit_
+  // leaves in one write (one read and one loop wake-up in the scheduler).
+  AppendFrame(frame, &out_);
+  nothing_sent_ = true;
+  return Status::Ok();
 }
 
 Status InjectClient::Write(std::string_view body) {
@@ -45,10 +53,29 @@ Status InjectClient::Write(std::string_view body) {
 
 Status InjectClient::FlushChunk(bool last) {
   mailfarm::InjectFrame frame;
-  frame.mutable_chunk()->set_data(pending_);
+  // The body bytes move into the frame and back, so pending_ keeps its
+  // capacity and the chunk is not copied.
+  frame.mutable_chunk()->set_data(std::move(pending_));
   frame.mutable_chunk()->set_last(last);
+  AppendFrame(frame, &out_);
+  pending_.swap(*frame.mutable_chunk()->mutable_data());
   pending_.clear();
-  return stream_.Write(frame);
+  Status s = WriteFull(fd_.get(), out_.data(), out_.size());
+  if (!s.ok() && nothing_sent_ && proven_) {
+    // A kept connection the scheduler closed meanwhile (it restarted) fails
+    // on the first write (EPIPE): nothing of this message reached it, so one
+    // fresh connection gets the whole of it.
+    auto fd = ConnectUnix(socket_path_);
+    if (fd.ok()) {
+      fd_ = std::move(*fd);
+      stream_ = FramedStream(fd_.get(), max_frame_bytes_);
+      proven_ = false;
+      s = WriteFull(fd_.get(), out_.data(), out_.size());
+    }
+  }
+  out_.clear();
+  nothing_sent_ = false;
+  return s;
 }
 
 StatusOr<mailfarm::InjectReply> InjectClient::Finish(int timeout_ms) {
@@ -57,6 +84,7 @@ StatusOr<mailfarm::InjectReply> InjectClient::Finish(int timeout_ms) {
   Status read = stream_.Read(&reply, timeout_ms);
   if (!read.ok())
     return Status::TempFail("no reply from the scheduler: " + read.message());
+  proven_ = true;
   return reply;
 }
 

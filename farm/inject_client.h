@@ -24,7 +24,11 @@ class InjectClient {
   static StatusOr<std::unique_ptr<InjectClient>> Connect(
       const std::string& socket_path, size_t max_frame_bytes = 1 << 20);
 
-  // Starts a message. REQUIRES: no message in progress.
+  // Starts a message. REQUIRES: no message in progress. Sends nothing yet:
+  // the request leaves with the first body chunk (one write for a message
+  // under 64 KiB). If that first write finds the kept connection closed by
+  // the scheduler (after an earlier message succeeded on it), it reconnects
+  // once and sends the message on the new connection.
   Status Begin(const mailfarm::InjectRequest& request);
   // Adds body bytes (CRLF line endings, dot-unstuffed); sent in chunks well
   // under the frame limit.
@@ -35,13 +39,18 @@ class InjectClient {
   StatusOr<mailfarm::InjectReply> Finish(int timeout_ms);
 
  private:
-  explicit InjectClient(UniqueFd fd, size_t max_frame_bytes);
+  InjectClient(UniqueFd fd, std::string socket_path, size_t max_frame_bytes);
   Status FlushChunk(bool last);
 
   UniqueFd fd_;
+  std::string socket_path_;
+  size_t max_frame_bytes_;
   FramedStream stream_;
   size_t chunk_limit_;
-  std::string pending_;
+  std::string pending_;        // body bytes not yet framed
+  std::string out_;            // framed bytes not yet written
+  bool nothing_sent_ = false;  // no byte of the current message written yet
+  bool proven_ = false;        // a reply has come back on this connection
 };
 
 }  // namespace farm

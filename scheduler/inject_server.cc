@@ -161,7 +161,7 @@ void InjectServer::OnFrame(Conn* conn, std::string_view payload) {
   if (frame.has_request() && conn->state == Conn::State::kIdle) {
     OnRequest(conn, frame.request());
   } else if (frame.has_chunk() && conn->state == Conn::State::kBody) {
-    OnChunk(conn, frame.chunk());
+    OnChunk(conn, frame.mutable_chunk());
   } else {
     LOG(WARNING) << "inject.sock: frame out of sequence from pid "
                  << conn->cred.pid << "; closing";
@@ -217,7 +217,8 @@ void InjectServer::OnRequest(Conn* conn, const InjectRequest& request) {
   if (request.size() > 0) conn->body.reserve(request.size());
 }
 
-void InjectServer::OnChunk(Conn* conn, const BodyChunk& chunk) {
+void InjectServer::OnChunk(Conn* conn, BodyChunk* chunk_ptr) {
+  const BodyChunk& chunk = *chunk_ptr;
   if (conn->refuse == InjectReply::STATUS_UNSPECIFIED) {
     if (conn->body.size() + chunk.data().size() > limits_.max_message_bytes) {
       conn->refuse = InjectReply::REJECT;
@@ -225,6 +226,10 @@ void InjectServer::OnChunk(Conn* conn, const BodyChunk& chunk) {
       conn->refuse_text = "message exceeds the size limit of " +
                           std::to_string(limits_.max_message_bytes) + " bytes";
       std::string().swap(conn->body);
+    } else if (conn->body.empty() && chunk.last()) {
+      // The whole message in one chunk (anything under 64 KiB): take the
+      // parsed bytes instead of copying them.
+      conn->body.swap(*chunk_ptr->mutable_data());
     } else {
       conn->body += chunk.data();
     }

@@ -61,7 +61,7 @@ class InjectServer {
   void Accept();
   void OnFrame(Conn* conn, std::string_view payload);
   void OnRequest(Conn* conn, const InjectRequest& request);
-  void OnChunk(Conn* conn, const BodyChunk& chunk);
+  void OnChunk(Conn* conn, BodyChunk* chunk);  // may take chunk's data
   void Commit(Conn* conn);
   void Reply(Conn* conn, InjectReply::Status status, const std::string& dsn,
              const std::string& text, const std::string& qid = "");
