@@ -1,6 +1,26 @@
-import os, time, ctypes, statistics, sys
+#!/usr/bin/python3
+"""sync_probe.py: what one durable commit of a spool batch costs on this disk.
+
+Usage: sync_probe.py BATCH REPS [DIR]   (DIR: default /var/tmp; its file system)
+
+Each commit creates BATCH 5 KB files in tmp/, writes them and renames them
+into one of 16 directories, as the scheduler's group commit does, then makes
+them durable in one of three ways, alternated REPS times: one syncfs; an
+fdatasync per file plus an fsync per directory (POSIX's rule for new names);
+an fdatasync per file alone (not enough by POSIX, shown for the flush cost).
+Prints the median and p90 of each. Removes what it wrote.
+"""
+import ctypes
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
-base = "/var/tmp/mfbench/syncexp"; os.makedirs(base + "/tmp", exist_ok=True)
+base = tempfile.mkdtemp(prefix="sync-probe.", dir=sys.argv[3] if len(sys.argv) > 3 else "/var/tmp")
+os.makedirs(base + "/tmp", exist_ok=True)
 for h in "0123456789abcdef": os.makedirs(base + "/q/" + h, exist_ok=True)
 dfd = {h: os.open(base + "/q/" + h, os.O_RDONLY | os.O_DIRECTORY) for h in "0123456789abcdef"}
 rootfd = os.open(base, os.O_RDONLY)
@@ -35,3 +55,4 @@ for rep in range(int(sys.argv[2])):
         res.setdefault(mode, []).append(batch(int(sys.argv[1]), mode))
 for m, v in res.items():
     print("batch %s %-16s median %.2f ms  p90 %.2f ms" % (sys.argv[1], m, statistics.median(v)*1000, sorted(v)[int(len(v)*.9)]*1000))
+shutil.rmtree(base)
