@@ -898,7 +898,8 @@ void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
       job->slots.begin(), job->slots.end(),
       [](const Slot& s) { return s.status == spool::RCPT_DELIVERED; });
   if (job->in_flight == 0 && all_delivered && !failures_now) {
-    // The file is removed next: that removal is the durable record.
+    // The file is removed next, not synced: a removal lost in a crash
+    // delivers again (at-least-once), so no state record is written first.
     job->dirty.clear();
     Continue(job);
     return;

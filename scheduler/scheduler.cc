@@ -209,6 +209,7 @@ void FillProcessStats(Process& p, Stats* stats) {
                                          g.batches},
         {"mailfarm_spool_files_created_total", g.files},
         {"mailfarm_spool_data_syncs_total", g.data_syncs},
+        {"mailfarm_spool_fs_syncs_total", g.fs_syncs},
         {"mailfarm_spool_dir_syncs_total", g.dir_syncs},
         {"mailfarm_spool_max_batch", g.max_batch},
         {"mailfarm_spool_failures_total", g.failures}}) {
