@@ -136,8 +136,10 @@ void DestinationTable::ApplyLimits(Dest& dest) {
 
 DestinationTable::DestId DestinationTable::FindOrAdd(
     uint16_t channel, std::string_view destination) {
-  std::string key = SessionKey(channels_[channel].name, destination);
-  if (auto it = by_key_.find(key); it != by_key_.end()) return it->second;
+  // The lookup reuses one buffer: a string per Enqueue only when new.
+  key_buf_.assign(channels_[channel].name).append(" ").append(destination);
+  if (auto it = by_key_.find(key_buf_); it != by_key_.end()) return it->second;
+  std::string key = key_buf_;
   DestId d;
   if (!free_dests_.empty()) {
     d = free_dests_.back();

@@ -231,6 +231,7 @@ class DestinationTable {
   size_t suspended_ = 0, queued_ = 0, in_flight_ = 0;
   std::function<double()> unit_;
   std::mt19937_64 rng_;
+  std::string key_buf_;  // FindOrAdd's lookup key
 };
 
 }  // namespace mailfarm::scheduler
