@@ -60,8 +60,10 @@ std::string Seconds(int64_t ms) {
 
 }  // namespace
 
+// Memory matters here: a million queued jobs each hold their routes and
+// delivery groups (bench/queue_scale), so nothing is stored twice.
 struct RouteTarget {
-  std::string address;
+  std::string address;  // "" when the router did not rewrite it: Slot.address
   std::string channel;
   std::string nexthop;
   bool done = false;
@@ -76,69 +78,90 @@ struct QueueManager::Slot {
   bool failed = false;  // failed permanently; the DSN is not queued yet
   std::vector<RouteTarget> routes;
   bool pending() const { return status == spool::RCPT_PENDING && !failed; }
+  const std::string& To(const RouteTarget& r) const {
+    return r.address.empty() ? address : r.address;
+  }
 };
 
+// A delivery job: recipients sharing one (channel, nexthop, destination);
+// the channel and nexthop are those of its first member's route.
 struct QueueManager::Group {
-  std::string channel;
-  std::string nexthop;
   std::string destination;  // DestinationTable::DestinationOf
   std::vector<std::pair<uint32_t, uint32_t>> members;  // (slot, route)
 };
 
 struct QueueManager::Job {
+  // Fields are grouped by size (strings and vectors, then 8-, 4- and 1-byte
+  // ones): padding would cost megabytes with a million jobs queued.
   uint64_t id = 0;
-  std::string qid;
+  // The queue id inline: its kQueueIdLength characters are one more than a
+  // std::string holds without allocating.
+  char qid_chars[kQueueIdLength] = {};
+  std::string_view qid() const { return {qid_chars, qid_size}; }
+  void set_qid(std::string_view q) {
+    qid_size = static_cast<uint8_t>(std::min(q.size(), sizeof qid_chars));
+    std::copy_n(q.data(), qid_size, qid_chars);
+  }
   std::string sender;
   std::vector<Slot> slots;
-  int64_t arrival_ms = 0;
-  uint64_t body_offset = 0;
-  uint64_t body_size = 0;
-  bool is_bounce = false;
-  bool smtputf8 = false;
-  bool eight_bit = false;
   // ClientInfo serialized: a local injection's fits in the string itself.
   std::string client;
-
-  // Durable state (mirrors the last JobState record).
-  uint32_t attempts = 0;
-  int64_t next_attempt_ms = 0;
-  bool held = false;
-  std::string last_error;
-  uint64_t sequence = 0;
-  uint64_t truncate_to = 0;  // a torn tail to cut before the next append
-
-  int state = kActive;
+  std::string last_error;  // durable: mirrors the last JobState record
   // The current attempt.
-  bool filtered = false;
   std::vector<Header> added_headers;
-  bool tried_route = false, tried_filter = false, tried_deliver = false;
-  bool stop_attempt = false;
-  bool expired = false;
-  int in_flight = 0;
-  int aborts = 0;
   std::vector<Group> groups;
   std::vector<FailedRecipient> failures;
-  int64_t activated_ms = 0;  // monotonic
-  bool bounce_in_progress = false;
-  // A destination of this attempt was suspended (dead): the latest end of
-  // such a suspension (wall clock), and whether any delivery was really
-  // tried. An attempt that tried nothing is not counted (Defer).
-  int64_t held_back_until_ms = 0;
-  bool delivery_tried = false;
-  // The operator flushed this job: a suspended destination it needs is
-  // revived rather than waited for (the rest of the attempt as usual).
-  bool flushed = false;
-
   // Durability chain: one append at a time per job.
-  bool io_busy = false;
-  bool persist_again = false;
   std::vector<uint32_t>
       dirty;  // slots whose status changed since the last record
   std::vector<std::function<void(Job*)>> waiters;
 
+  int64_t arrival_ms = 0;
+  uint64_t body_offset = 0;
+  uint64_t body_size = 0;
+  // Durable state (mirrors the last JobState record).
+  int64_t next_attempt_ms = 0;
+  uint64_t sequence = 0;
+  uint64_t truncate_to = 0;  // a torn tail to cut before the next append
+  int64_t activated_ms = 0;  // monotonic, the current attempt's start
+  // A destination of this attempt was suspended (dead): the latest end of
+  // such a suspension (wall clock); see delivery_tried.
+  int64_t held_back_until_ms = 0;
+
+  uint32_t attempts = 0;  // durable
+  int state = kActive;
+  int in_flight = 0;
+  int aborts = 0;
+
+  uint8_t qid_size = 0;
+  bool is_bounce = false;
+  bool smtputf8 = false;
+  bool eight_bit = false;
+  bool held = false;  // durable
+  bool filtered = false;
+  bool tried_route = false, tried_filter = false, tried_deliver = false;
+  bool stop_attempt = false;
+  bool expired = false;
+  bool bounce_in_progress = false;
+  // Whether any delivery was really tried: an attempt that tried nothing
+  // (held back by dead destinations) is not counted (Defer).
+  bool delivery_tried = false;
+  // The operator flushed this job: a suspended destination it needs is
+  // revived rather than waited for (the rest of the attempt as usual).
+  bool flushed = false;
+  bool io_busy = false;
+  bool persist_again = false;
   bool delete_requested = false;
   bool bounce_requested = false;
 };
+
+namespace {
+template <typename Job, typename Group>
+const RouteTarget& LeadRoute(const Job& job, const Group& group) {
+  auto [si, ri] = group.members.front();
+  return job.slots[si].routes[ri];
+}
+}  // namespace
 
 QueueSettings QueueSettings::FromConfig(const config::Config& config) {
   const auto& s = config.scheduler();
@@ -199,7 +222,7 @@ void QueueManager::SetState(Job* job, int state) {
 void QueueManager::Register(std::unique_ptr<Job> job) {
   job->id = next_id_++;
   job->state = kHeld;  // not active until StartAttempt / Defer decide
-  by_qid_[job->qid] = job->id;
+  by_qid_[job->qid()] = job->id;
   jobs_[job->id] = std::move(job);
 }
 
@@ -222,7 +245,7 @@ void QueueManager::Inject(
           return;
         }
         auto job = std::make_unique<Job>();
-        job->qid = r->qid;
+        job->set_qid(r->qid);
         job->sender = shared->sender();
         for (const auto& rc : shared->recipients()) {
           Slot slot;
@@ -307,7 +330,7 @@ void QueueManager::Adopt(std::vector<std::pair<std::string, std::string>> jobs,
       }
       auto job = std::make_unique<Job>();
       const spool::Envelope& e = file->envelope;
-      job->qid = qid;
+      job->set_qid(qid);
       job->sender = e.sender();
       std::map<uint32_t, spool::RecipientStatus> status;
       for (const auto& r : file->state.recipients())
@@ -474,7 +497,7 @@ void QueueManager::DispatchDeliver(Job* job) {
       const RouteTarget& r = s.routes[ri];
       if (r.done) continue;
       std::string destination =
-          DestinationTable::DestinationOf(r.nexthop, r.address);
+          DestinationTable::DestinationOf(r.nexthop, s.To(r));
       auto& candidates = by_destination[{r.channel, r.nexthop, destination}];
       Group* target = nullptr;
       for (size_t g : candidates) {
@@ -488,8 +511,7 @@ void QueueManager::DispatchDeliver(Job* job) {
       }
       if (target == nullptr) {
         candidates.push_back(job->groups.size());
-        job->groups.push_back(
-            Group{r.channel, r.nexthop, std::move(destination), {}});
+        job->groups.push_back(Group{std::move(destination), {}});
         target = &job->groups.back();
       }
       target->members.emplace_back(si, ri);
@@ -499,20 +521,20 @@ void QueueManager::DispatchDeliver(Job* job) {
   std::set<std::string> channels;
   for (uint32_t g = 0; g < job->groups.size(); ++g) {
     const Group& group = job->groups[g];
+    const std::string& channel = LeadRoute(*job, group).channel;
     if (dispatcher_ == nullptr ||
-        !dispatcher_->Room(farm::TransportFarmName(group.channel))) {
-      job->last_error =
-          "4.3.5 channel \"" + group.channel + "\" is not configured";
-      LOG(WARNING) << job->qid << ": " << job->last_error;
+        !dispatcher_->Room(farm::TransportFarmName(channel))) {
+      job->last_error = "4.3.5 channel \"" + channel + "\" is not configured";
+      LOG(WARNING) << job->qid() << ": " << job->last_error;
       continue;
     }
     DestinationTable::Enqueued queued = destinations_.Enqueue(
-        group.channel, group.destination, JobRef{job->id, g}, now);
+        channel, group.destination, JobRef{job->id, g}, now);
     if (!queued.queued && job->flushed &&
         destinations_.Revive(group.destination, now) > 0) {
-      LOG(INFO) << job->qid << ": flush: suspension of destination "
+      LOG(INFO) << job->qid() << ": flush: suspension of destination "
                 << group.destination << " ended by the operator";
-      queued = destinations_.Enqueue(group.channel, group.destination,
+      queued = destinations_.Enqueue(channel, group.destination,
                                      JobRef{job->id, g}, now);
     }
     if (!queued.queued) {
@@ -520,7 +542,7 @@ void QueueManager::DispatchDeliver(Job* job) {
       continue;
     }
     ++job->in_flight;
-    channels.insert(group.channel);
+    channels.insert(channel);
   }
   for (const std::string& channel : channels) PumpChannel(channel);
 }
@@ -571,11 +593,12 @@ void QueueManager::CompleteDestination(const WorkItem& item,
     if (Job* job = Find(item.job_id);
         job != nullptr && item.group < job->groups.size()) {
       const Group& g = job->groups[item.group];
-      auto info = destinations_.Info(g.channel, g.destination);
+      const std::string& channel = LeadRoute(*job, g).channel;
+      auto info = destinations_.Info(channel, g.destination);
       if (info) until = info->suspended_until_ms;
-      LOG(WARNING) << "destination " << g.destination << " (channel "
-                   << g.channel << ") suspended for " << Seconds(until - now)
-                   << " s after " << (info ? info->failures : 0)
+      LOG(WARNING) << "destination " << g.destination << " (channel " << channel
+                   << ") suspended for " << Seconds(until - now) << " s after "
+                   << (info ? info->failures : 0)
                    << " consecutive connection failures; " << returned.size()
                    << " queued jobs deferred with it";
     }
@@ -592,7 +615,7 @@ void QueueManager::CompleteDestination(const WorkItem& item,
   const std::string* channel = nullptr;
   if (Job* job = Find(item.job_id);
       job != nullptr && item.group < job->groups.size())
-    channel = &job->groups[item.group].channel;
+    channel = &LeadRoute(*job, job->groups[item.group]).channel;
   if (channel != nullptr) {
     PumpChannel(*channel);
   } else {
@@ -629,11 +652,11 @@ bool QueueManager::BuildJob(const WorkItem& item, mailfarm::Job* out) {
     CompleteDestination(item, DestinationFeedback::kNeutral);
     return false;
   }
-  out->set_qid(job->qid);
+  out->set_qid(std::string(job->qid()));
   out->set_stage(item.stage);
   out->set_sender(job->sender);
   out->set_attempt(job->attempts + 1);
-  out->set_message_path(store_->PathOf(job->qid));
+  out->set_message_path(store_->PathOf(std::string(job->qid())));
   out->set_body_offset(job->body_offset);
   out->set_body_size(job->body_size);
   out->set_arrival_unix_ms(job->arrival_ms);
@@ -643,13 +666,13 @@ bool QueueManager::BuildJob(const WorkItem& item, mailfarm::Job* out) {
   if (item.stage == STAGE_DELIVER) {
     if (item.group >= job->groups.size()) return false;
     const Group& g = job->groups[item.group];
-    out->set_channel(g.channel);
-    out->set_nexthop(g.nexthop);
+    out->set_channel(LeadRoute(*job, g).channel);
+    out->set_nexthop(LeadRoute(*job, g).nexthop);
     for (const auto& h : job->added_headers) *out->add_added_headers() = h;
     for (auto [si, ri] : g.members) {
       auto* r = out->add_recipients();
       r->set_index(job->slots[si].index);
-      r->set_address(job->slots[si].routes[ri].address);
+      r->set_address(job->slots[si].To(job->slots[si].routes[ri]));
       r->set_original(job->slots[si].address);
     }
     return true;
@@ -691,15 +714,15 @@ void QueueManager::OnAbort(const WorkItem& item, const farm::Status& why) {
   if (job == nullptr) return;
   Count("requeued");
   ++job->aborts;
-  std::string farm =
-      item.stage == STAGE_ROUTE    ? "router"
-      : item.stage == STAGE_FILTER ? "filter"
-      : item.group < job->groups.size()
-          ? farm::TransportFarmName(job->groups[item.group].channel)
-          : "";
+  std::string farm = item.stage == STAGE_ROUTE    ? "router"
+                     : item.stage == STAGE_FILTER ? "filter"
+                     : item.group < job->groups.size()
+                         ? farm::TransportFarmName(
+                               LeadRoute(*job, job->groups[item.group]).channel)
+                         : "";
   if (job->aborts <= settings_.max_aborts_per_attempt && !farm.empty() &&
       dispatcher_->Submit(farm, item)) {
-    LOG(WARNING) << job->qid << ": " << why.message() << "; requeued ("
+    LOG(WARNING) << job->qid() << ": " << why.message() << "; requeued ("
                  << job->aborts << ")";
     return;
   }
@@ -709,7 +732,7 @@ void QueueManager::OnAbort(const WorkItem& item, const farm::Status& why) {
     CompleteDestination(item, DestinationFeedback::kNeutral);
     if (Find(item.job_id) != job) return;
   }
-  LOG(WARNING) << job->qid << ": " << why.message()
+  LOG(WARNING) << job->qid() << ": " << why.message()
                << "; deferring the attempt";
   job->last_error = "4.3.0 " + why.message();
   if (item.stage != STAGE_DELIVER) job->stop_attempt = true;
@@ -719,7 +742,7 @@ void QueueManager::OnAbort(const WorkItem& item, const farm::Status& why) {
 void QueueManager::StageFailed(Job* job, const std::string& text) {
   job->last_error = text;
   job->stop_attempt = true;
-  LOG(WARNING) << job->qid << ": " << text;
+  LOG(WARNING) << job->qid() << ": " << text;
 }
 
 void QueueManager::ApplyRoute(Job* job, const Result& result) {
@@ -741,8 +764,9 @@ void QueueManager::ApplyRoute(Job* job, const Result& result) {
       s.routed = true;
       s.routes.clear();
       for (const auto& route : r->routes()) {
-        s.routes.push_back(RouteTarget{route.address(), route.channel(),
-                                       route.nexthop(), false});
+        s.routes.push_back(RouteTarget{
+            route.address() == s.address ? std::string() : route.address(),
+            route.channel(), route.nexthop(), false});
       }
     } else if (outcome == OUTCOME_OK) {
       // Routed to nothing (e.g. an alias with no members): nothing left to do.
@@ -808,7 +832,7 @@ void QueueManager::ApplyFilter(Job* job, const Result& result) {
       job->held = true;
       job->stop_attempt = true;
       job->dirty.push_back(0);  // forces a record carrying held = true
-      LOG(INFO) << job->qid << ": held by the content filter" << rule << ": "
+      LOG(INFO) << job->qid() << ": held by the content filter" << rule << ": "
                 << v.text();
       return;
     default:
@@ -826,7 +850,7 @@ void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
                                 const Result& result) {
   if (item.group >=
       job->groups.size()) {  // cannot happen; never strand the job
-    LOG(ERROR) << job->qid << ": result for unknown delivery group "
+    LOG(ERROR) << job->qid() << ": result for unknown delivery group "
                << item.group;
     CompleteDestination(item, DestinationFeedback::kNeutral);
     if (job->in_flight == 0) Continue(job);
@@ -855,7 +879,7 @@ void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
                 (outcome == OUTCOME_TEMPFAIL && !result.connection_failure());
     if (outcome == OUTCOME_OK) {
       route.done = true;
-      LogDelivery(job, route.address, s.address, relay,
+      LogDelivery(job, s.To(route), s.address, relay,
                   dsn.empty() ? "2.0.0" : dsn, "sent", text, result.delay_ms());
       Count("delivered");
       deliveries_[{route.channel, "sent"}]++;
@@ -870,11 +894,11 @@ void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
     } else if (outcome == OUTCOME_PERMFAIL) {
       route.done = true;
       if (dsn.empty()) dsn = "5.0.0";
-      LogDelivery(job, route.address, s.address, relay, dsn, "bounced", text,
+      LogDelivery(job, s.To(route), s.address, relay, dsn, "bounced", text,
                   result.delay_ms());
       Count("bounced");
       deliveries_[{route.channel, "bounced"}]++;
-      job->failures.push_back({s.address, route.address, dsn, text, relay});
+      job->failures.push_back({s.address, s.To(route), dsn, text, relay});
       s.failed = true;
       failures_now = true;
     } else {
@@ -882,7 +906,7 @@ void QueueManager::ApplyDeliver(Job* job, const WorkItem& item,
         text = "no result for this recipient";
       if (dsn.empty()) dsn = "4.0.0";
       job->last_error = dsn + " " + text;
-      LogDelivery(job, route.address, s.address, relay, dsn, "deferred", text,
+      LogDelivery(job, s.To(route), s.address, relay, dsn, "deferred", text,
                   result.delay_ms());
       Count("deferred");
       deliveries_[{route.channel, "deferred"}]++;
@@ -989,7 +1013,7 @@ void QueueManager::Defer(Job* job) {
   job->next_attempt_ms = d.next_attempt_ms;
   SetState(job, kDeferred);
   TrimForWaiting(job);
-  LOG(INFO) << job->qid << ": deferred, attempt " << job->attempts
+  LOG(INFO) << job->qid() << ": deferred, attempt " << job->attempts
             << ", next in " << Seconds(d.next_attempt_ms - clock_->NowUnixMs())
             << " s: " << job->last_error;
   Persist(job, [this](Job* j) {
@@ -1015,7 +1039,7 @@ void QueueManager::SendBounce(Job* job) {
   job->bounce_in_progress = true;
   if (job->sender.empty() || job->is_bounce || job->failures.empty()) {
     if (!job->failures.empty()) {
-      LOG(INFO) << job->qid << ": no DSN: "
+      LOG(INFO) << job->qid() << ": no DSN: "
                 << (job->is_bounce ? "never bounce a bounce" : "null sender");
       Count(job->is_bounce ? "bounce_of_bounce_dropped"
                            : "dsn_suppressed_null_sender");
@@ -1027,14 +1051,14 @@ void QueueManager::SendBounce(Job* job) {
   input->reporting_mta = settings_.hostname;
   input->from = settings_.bounce_sender_name + "@" + settings_.hostname;
   input->postmaster = settings_.postmaster + "@" + settings_.hostname;
-  input->qid = job->qid;
+  input->qid = std::string(job->qid());
   input->sender = job->sender;
   input->arrival_unix_ms = job->arrival_ms;
   input->now_unix_ms = clock_->NowUnixMs();
   input->expired = job->expired;
   input->recipients = job->failures;
   auto message = std::make_shared<std::string>();
-  std::string path = store_->PathOf(job->qid);
+  std::string path = store_->PathOf(std::string(job->qid()));
   uint64_t offset = job->body_offset;
   uint64_t size = std::min<uint64_t>(job->body_size, 65536);
   uint64_t id = job->id;
@@ -1067,7 +1091,7 @@ void QueueManager::SendBounce(Job* job) {
                  if (k == nullptr) return;
                  if (!qid.ok()) {
                    LOG(ERROR)
-                       << k->qid
+                       << k->qid()
                        << ": cannot queue the DSN: " << qid.status().message()
                        << "; trying again later";
                    k->bounce_in_progress = false;
@@ -1076,7 +1100,7 @@ void QueueManager::SendBounce(Job* job) {
                    Defer(k);
                    return;
                  }
-                 LOG(INFO) << k->qid
+                 LOG(INFO) << k->qid()
                            << ": sender non-delivery notification: " << *qid;
                  Count("dsn_sent");
                  mark_bounced(k);
@@ -1093,7 +1117,7 @@ void QueueManager::RemoveJob(Job* job, const std::string& why) {
   deferred_.Remove(job->id, job->next_attempt_ms);
   SetState(job, kRemoving);
   uint64_t id = job->id;
-  std::string qid = job->qid;
+  std::string qid(job->qid());
   store_->Remove(qid, [this, id, qid, why](farm::Status status) {
     if (!status.ok()) LOG(ERROR) << qid << ": " << status.message();
     LOG(INFO) << qid << ": removed (" << why << ")";
@@ -1137,7 +1161,7 @@ void QueueManager::RunPersist(Job* job) {
       std::move(job->waiters));
   job->waiters.clear();
   uint64_t id = job->id;
-  store_->AppendState(job->qid, state, job->truncate_to,
+  store_->AppendState(std::string(job->qid()), state, job->truncate_to,
                       [this, id, waiters](farm::Status status) {
                         Job* j = Find(id);
                         if (j == nullptr) return;
@@ -1149,7 +1173,7 @@ void QueueManager::RunPersist(Job* job) {
                           // job repeats work.
                           Count("state_write_errors");
                           LOG(ERROR)
-                              << j->qid << ": cannot record the job's state: "
+                              << j->qid() << ": cannot record the job's state: "
                               << status.message();
                         }
                         for (auto& w : *waiters) {
@@ -1180,7 +1204,7 @@ void QueueManager::LogDelivery(Job* job, const std::string& to,
   int64_t delay = clock_->NowUnixMs() - job->arrival_ms;
   int64_t in_queue = now_mono - job->activated_ms - child_ms;
   int64_t before = delay - (now_mono - job->activated_ms);
-  LOG(INFO) << job->qid << ": to=<" << to << ">"
+  LOG(INFO) << job->qid() << ": to=<" << to << ">"
             << (orig.empty() || orig == to ? "" : ", orig_to=<" + orig + ">")
             << ", relay=" << relay << ", delay=" << Seconds(delay)
             << ", delays=" << Seconds(before) << "/" << Seconds(in_queue)
@@ -1221,7 +1245,7 @@ std::vector<QueueManager::Job*> QueueManager::Select(const Selector& sel) {
     if (matches(*job)) out.push_back(job.get());
   }
   std::sort(out.begin(), out.end(),
-            [](const Job* a, const Job* b) { return a->qid < b->qid; });
+            [](const Job* a, const Job* b) { return a->qid() < b->qid(); });
   return out;
 }
 
@@ -1231,7 +1255,7 @@ uint32_t QueueManager::Hold(const Selector& selector) {
     if (job->held) continue;
     job->held = true;
     ++n;
-    LOG(INFO) << job->qid << ": held by the operator";
+    LOG(INFO) << job->qid() << ": held by the operator";
     if (job->state == kDeferred) {
       deferred_.Remove(job->id, job->next_attempt_ms);
       SetState(job, kHeld);
@@ -1255,7 +1279,7 @@ uint32_t QueueManager::Release(const Selector& selector) {
     if (!job->held) continue;
     job->held = false;
     ++n;
-    LOG(INFO) << job->qid << ": released by the operator";
+    LOG(INFO) << job->qid() << ": released by the operator";
     if (job->state == kHeld) {
       uint64_t id = job->id;
       Persist(job, [this, id](Job* j) {
@@ -1327,7 +1351,7 @@ uint32_t QueueManager::Bounce(const Selector& selector) {
 
 QueueEntry QueueManager::Entry(const Job& job) const {
   QueueEntry e;
-  e.set_qid(job.qid);
+  e.set_qid(std::string(job.qid()));
   e.set_size(job.body_size);
   e.set_arrival_unix_ms(job.arrival_ms);
   e.set_sender(job.sender);

@@ -14,6 +14,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -186,7 +187,8 @@ class QueueManager {
   farm::Clock* clock_;
   QueueSettings settings_;
   std::unordered_map<uint64_t, std::unique_ptr<Job>> jobs_;
-  std::unordered_map<std::string, uint64_t> by_qid_;
+  // Keys view Job::qid (a Job never moves and its qid never changes).
+  std::unordered_map<std::string_view, uint64_t> by_qid_;
   DeferredQueue deferred_;
   DestinationTable destinations_;
   uint64_t next_id_ = 1;
