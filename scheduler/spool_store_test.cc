@@ -125,6 +125,16 @@ class SpoolStoreTest : public ::testing::Test {
     event_base_free(base_);
     std::filesystem::remove_all(root_);
   }
+  // The qid of the create whose write the env holds (its temp file in tmp/
+  // names it); "" when none appears within 5 s.
+  std::string HeldQid() {
+    for (int i = 0; i < 5000; ++i) {
+      for (auto& e : std::filesystem::directory_iterator(spool_ + "/tmp"))
+        return e.path().stem().string();
+      usleep(1000);
+    }
+    return "";
+  }
   void OpenStore(int threads = 1, size_t syncfs_min_batch = 1) {
     FileSpoolStore::Options options;
     options.spool_dir = spool_;
@@ -308,12 +318,7 @@ TEST_F(SpoolStoreTest, SingleCreateRenamesBeforeItsSync) {
   std::optional<farm::StatusOr<SpoolStore::Created>> got;
   store_->Create(Envelope(), "x\r\n", [&](auto r) { got = std::move(r); });
   // The write is held: its temp file exists and names the qid.
-  std::string qid;
-  for (int i = 0; i < 5000 && qid.empty(); ++i) {
-    for (auto& e : std::filesystem::directory_iterator(spool_ + "/tmp"))
-      qid = e.path().stem().string();
-    if (qid.empty()) usleep(1000);
-  }
+  std::string qid = HeldQid();
   ASSERT_FALSE(qid.empty());
   env_.watch_path = store_->PathOf(qid);
   env_.released = true;
@@ -336,12 +341,7 @@ TEST_F(SpoolStoreTest, SingleCreateIsOneSyncfsAfterItsRename) {
   env_.hold_first_write = true;
   std::optional<farm::StatusOr<SpoolStore::Created>> got;
   store_->Create(Envelope(), "x\r\n", [&](auto r) { got = std::move(r); });
-  std::string qid;
-  for (int i = 0; i < 5000 && qid.empty(); ++i) {
-    for (auto& e : std::filesystem::directory_iterator(spool_ + "/tmp"))
-      qid = e.path().stem().string();
-    if (qid.empty()) usleep(1000);
-  }
+  std::string qid = HeldQid();
   ASSERT_FALSE(qid.empty());
   env_.watch_path = store_->PathOf(qid);
   env_.released = true;
@@ -385,12 +385,7 @@ TEST_F(SpoolStoreTest, FailedSyncRemovesTheRenamedFile) {
   env_.fail_sync = true;
   std::optional<farm::StatusOr<SpoolStore::Created>> got;
   store_->Create(Envelope(), "x\r\n", [&](auto r) { got = std::move(r); });
-  std::string qid;
-  for (int i = 0; i < 5000 && qid.empty(); ++i) {
-    for (auto& e : std::filesystem::directory_iterator(spool_ + "/tmp"))
-      qid = e.path().stem().string();
-    if (qid.empty()) usleep(1000);
-  }
+  std::string qid = HeldQid();
   ASSERT_FALSE(qid.empty());
   env_.watch_path = store_->PathOf(qid);
   env_.released = true;
@@ -430,12 +425,7 @@ TEST_F(SpoolStoreTest, ReadOfAnUnacknowledgedFileWaitsForItsCreate) {
     order.push_back("create");
     got = std::move(r);
   });
-  std::string qid;
-  for (int i = 0; i < 5000 && qid.empty(); ++i) {
-    for (auto& e : std::filesystem::directory_iterator(spool_ + "/tmp"))
-      qid = e.path().stem().string();
-    if (qid.empty()) usleep(1000);
-  }
+  std::string qid = HeldQid();
   ASSERT_FALSE(qid.empty());
   std::optional<farm::StatusOr<QueueFile>> read;
   store_->Read(store_->PathOf(qid), [&](auto r) {

@@ -1,11 +1,14 @@
 // gen_spool.cc: writes N valid queue files (one recipient, a body of the given
 // size) straight into spool_dir/queue/, as a scheduler would have left them
-// after a crash. bench/replay/run uses it to time mailfarm-replay.
+// after a crash. bench/replay/run uses it to time mailfarm-replay, and
+// bench/queue_scale/run_scheduler (with --domains) to fill the destination
+// table.
 #include <fcntl.h>
 #include <gflags/gflags.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -19,13 +22,17 @@
 DEFINE_string(spool, "", "The spool directory to fill.");
 DEFINE_int32(jobs, 100000, "How many queue files to write.");
 DEFINE_int32(body_bytes, 5120, "Body size of each message.");
+DEFINE_int32(domains, 0,
+             "0: recipients are user0..user999@localhost; N: they are spread "
+             "over d0.example .. d<N-1>.example.");
 
 int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   namespace sched = mailfarm::scheduler;
   if (FLAGS_spool.empty()) {
     std::fprintf(stderr,
-                 "usage: gen_spool --spool DIR [--jobs N] [--body_bytes B]\n");
+                 "usage: gen_spool --spool DIR [--jobs N] [--body_bytes B] "
+                 "[--domains D]\n");
     return 64;
   }
   std::string body;
@@ -49,7 +56,10 @@ int main(int argc, char** argv) {
     envelope.set_sender("bench@example.org");
     auto* rcpt = envelope.add_recipients();
     rcpt->set_index(0);
-    rcpt->set_address("user" + std::to_string(i % 1000) + "@localhost");
+    rcpt->set_address(FLAGS_domains > 0
+                          ? "user" + std::to_string(i / FLAGS_domains) + "@d" +
+                                std::to_string(i % FLAGS_domains) + ".example"
+                          : "user" + std::to_string(i % 1000) + "@localhost");
     envelope.set_arrival_unix_ms(now);
     envelope.set_body_size(body.size());
     envelope.set_body_crc32c(sched::Crc32c(body));
@@ -66,6 +76,7 @@ int main(int argc, char** argv) {
     }
   }
   ::sync();
-  std::printf("wrote %d queue files under %s\n", FLAGS_jobs, queue.c_str());
+  std::printf("wrote %d queue files over %d domains under %s\n", FLAGS_jobs,
+              std::max(FLAGS_domains, 1), queue.c_str());
   return 0;
 }
