@@ -104,8 +104,10 @@ class MailfarmdTest(unittest.TestCase):
         h.wait_for(lambda: "restarting in 400 ms" in d.log(), 30, what="doubled backoff")
         h.wait_for(lambda: self.echo_manager_pid(0) not in (None, second), 30,
                    what="echo0 restarted again")
-        tree = h.pids_matching(self.root)
-        self.assertGreaterEqual(len(tree), 1 + 2 * 3)  # mailfarmd, 2 managers, children
+        # mailfarmd, 2 managers and their children: the restarted manager
+        # forks its children a moment after it appears, so wait for them.
+        h.wait_for(lambda: len(h.pids_matching(self.root)) >= 1 + 2 * 3, 30,
+                   what="the restarted farm's children")
         d.signal(signal.SIGTERM)
         self.assertEqual(d.wait(60), 0, d.log())
         h.wait_for(lambda: h.pids_matching(self.root) == [], 20, what="the whole tree to exit")
