@@ -8,21 +8,14 @@
 #include "scheduler/destination_table.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 
+#include "farm/ascii.h"
 #include "farm/config.h"
 
 namespace mailfarm::scheduler {
 
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 uint32_t Clamp(uint32_t value, uint32_t lo, uint32_t hi) {
   return std::max(lo, std::min(value, hi));
@@ -72,7 +65,7 @@ std::unordered_map<std::string, ChannelLimits> DestinationLimitsFromConfig(
       if (o.has_rate_per_second()) d.rate_per_second = o.rate_per_second();
       if (auto rate = farm::ParseRate(o.rate()); o.has_rate() && rate.ok())
         d.rate_per_second = *rate;
-      c.overrides[Lower(o.destination())] = d;
+      c.overrides[farm::AsciiLower(o.destination())] = d;
     }
   }
   return out;
@@ -83,10 +76,11 @@ DestinationTable::DestinationTable(std::function<double()> unit)
 
 std::string DestinationTable::DestinationOf(std::string_view nexthop,
                                             std::string_view recipient) {
-  if (!nexthop.empty()) return Lower(nexthop);
+  if (!nexthop.empty()) return farm::AsciiLower(nexthop);
   size_t at = recipient.rfind('@');
-  return at == std::string_view::npos ? std::string()
-                                      : Lower(recipient.substr(at + 1));
+  return at == std::string_view::npos
+             ? std::string()
+             : farm::AsciiLower(recipient.substr(at + 1));
 }
 
 std::string DestinationTable::SessionKey(std::string_view channel,
@@ -325,7 +319,7 @@ size_t DestinationTable::Cancel(uint64_t job_id, int64_t now_ms) {
 }
 
 size_t DestinationTable::Revive(std::string_view destination, int64_t now_ms) {
-  std::string name = Lower(destination);
+  std::string name = farm::AsciiLower(destination);
   size_t revived = 0;
   for (DestId d = 0; d < dests_.size(); ++d) {
     Dest& dest = dests_[d];

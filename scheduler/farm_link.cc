@@ -5,22 +5,15 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include <cctype>
 #include <cerrno>
 #include <cstring>
+
+#include "farm/ascii.h"
 
 namespace mailfarm::scheduler {
 
 namespace {
 constexpr int64_t kMinRetryMs = 100;
-
-// Session keys are compared in lower case: the scheduler lowers destinations,
-// a transport reports the nexthop as routed.
-std::string Lower(std::string s) {
-  for (char& c : s)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
 constexpr int64_t kMaxRetryMs = 5000;
 
 // A non-blocking connect: on a Unix socket it completes or fails at once
@@ -108,17 +101,14 @@ void FarmLink::Pump() {
     if (conn->state == Conn::State::kWaitHello) ++waiting;
   }
   while (!queue_.empty()) {
-    Conn* conn = PickConnection(queue_.front());
+    bool in_session = false;
+    Conn* conn = PickConnection(queue_.front(), &in_session);
     if (conn == nullptr) break;
     WorkItem item = queue_.front();
     queue_.pop_front();
     Job job;
     if (!callbacks_.build(item, &job)) continue;  // the job changed its mind
-    if (!item.session.empty() &&
-        affinity_.Find(item.session) ==
-            reinterpret_cast<SessionAffinity::ConnId>(conn)) {
-      ++counters_.affinity_hits;
-    }
+    if (in_session) ++counters_.affinity_hits;
     affinity_.Forget(reinterpret_cast<SessionAffinity::ConnId>(conn));
     item.sent_ms = clock_->MonotonicMs();
     job.set_deadline_unix_ms(clock_->NowUnixMs() + limits_.job_timeout_ms);
@@ -142,9 +132,12 @@ void FarmLink::Pump() {
   }
 }
 
-FarmLink::Conn* FarmLink::PickConnection(const WorkItem& item) {
-  if (auto held = affinity_.Find(item.session); held.has_value())
+FarmLink::Conn* FarmLink::PickConnection(const WorkItem& item,
+                                         bool* in_session) {
+  if (auto held = affinity_.Find(item.session); held.has_value()) {
+    *in_session = true;
     return reinterpret_cast<Conn*>(*held);
+  }
   // A child in session with another destination is the last choice: the
   // job would close a session that destination's next job could reuse.
   Conn* fallback = nullptr;
@@ -221,7 +214,9 @@ void FarmLink::OnFrame(Conn* conn, std::string_view payload) {
     --busy_;
     ++counters_.results;
     affinity_.SetIdle(reinterpret_cast<SessionAffinity::ConnId>(conn),
-                      Lower(frame.result().open_session()));
+                      // Lower case, as WorkItem::session: a transport reports
+                      // the nexthop as it was routed.
+                      farm::AsciiLower(frame.result().open_session()));
     std::weak_ptr<bool> alive = alive_;
     callbacks_.on_result(item, frame.result());
     if (!alive.expired()) Pump();

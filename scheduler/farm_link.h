@@ -96,7 +96,8 @@ class FarmLink {
   void Pump();
   // The idle connection for `item`: the one in session with its destination,
   // else one without a session, else any idle one; nullptr when none is idle.
-  Conn* PickConnection(const WorkItem& item);
+  // `in_session` tells whether it is the first kind (an affinity hit).
+  Conn* PickConnection(const WorkItem& item, bool* in_session);
   void OpenConnection();
   void OnFrame(Conn* conn, std::string_view payload);
   void OnClose(Conn* conn, const farm::Status& why);

@@ -15,6 +15,7 @@
 #include <set>
 #include <tuple>
 
+#include "farm/ascii.h"
 #include "farm/config.h"
 #include "scheduler/dsn.h"
 #include "scheduler/queue_id.h"
@@ -38,15 +39,10 @@ const char* StateName(int state) {
   }
 }
 
-std::string Lower(std::string s) {
-  for (char& c : s)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 std::string DomainOf(const std::string& address) {
   size_t at = address.rfind('@');
-  return at == std::string::npos ? "" : Lower(address.substr(at + 1));
+  return at == std::string::npos ? ""
+                                 : farm::AsciiLower(address.substr(at + 1));
 }
 
 std::string Seconds(int64_t ms) {
@@ -570,10 +566,8 @@ void QueueManager::PumpChannel(const std::string& channel) {
     item.stage = STAGE_DELIVER;
     item.group = pick->ref.group;
     item.destination = pick->dest;
-    item.session = DestinationTable::SessionKey(
-        channel, job->groups[item.group].destination);
-    for (char& c : item.session)
-      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    item.session = farm::AsciiLower(DestinationTable::SessionKey(
+        channel, job->groups[item.group].destination));
     dispatcher_->Submit(farm, item);
   }
 }
@@ -603,14 +597,12 @@ void QueueManager::CompleteDestination(const WorkItem& item,
                    << " queued jobs deferred with it";
     }
   }
-  if (!returned.empty()) {
-    for (const JobRef& ref : returned) {
-      Job* other = Find(ref.job_id);
-      if (other == nullptr) continue;
-      --other->in_flight;
-      HoldBackGroup(other, ref.group, until);
-      if (other->in_flight == 0 && other->id != item.job_id) Continue(other);
-    }
+  for (const JobRef& ref : returned) {
+    Job* other = Find(ref.job_id);
+    if (other == nullptr) continue;
+    --other->in_flight;
+    HoldBackGroup(other, ref.group, until);
+    if (other->in_flight == 0 && other->id != item.job_id) Continue(other);
   }
   const std::string* channel = nullptr;
   if (Job* job = Find(item.job_id);
@@ -1220,10 +1212,11 @@ std::vector<QueueManager::Job*> QueueManager::Select(const Selector& sel) {
   auto matches = [&](const Job& j) {
     if (j.state == kRemoving) return false;
     if (!sel.state().empty() && sel.state() != StateName(j.state)) return false;
-    if (!sel.sender().empty() && Lower(sel.sender()) != Lower(j.sender))
+    if (!sel.sender().empty() &&
+        farm::AsciiLower(sel.sender()) != farm::AsciiLower(j.sender))
       return false;
     if (!sel.domain().empty()) {
-      std::string want = Lower(sel.domain());
+      std::string want = farm::AsciiLower(sel.domain());
       bool any =
           std::any_of(j.slots.begin(), j.slots.end(), [&](const Slot& s) {
             return s.pending() && DomainOf(s.address) == want;
