@@ -125,6 +125,21 @@ class SpoolStoreTest : public ::testing::Test {
     event_base_free(base_);
     std::filesystem::remove_all(root_);
   }
+  // Queues `n` 5,000-byte creates behind a held first write, releases it,
+  // waits for all of them and returns how many failed.
+  int CreateBehindAHeldWrite(int n) {
+    env_.hold_first_write = true;
+    int done = 0, failed = 0;
+    for (int i = 0; i < n; ++i) {
+      store_->Create(Envelope(), std::string(5000, 'x'), [&](auto r) {
+        ++done;
+        if (!r.ok()) ++failed;
+      });
+    }
+    env_.released = true;
+    RunUntil([&] { return done == n; });
+    return failed;
+  }
   // The qid of the create whose write the env holds (its temp file in tmp/
   // names it); "" when none appears within 5 s.
   std::string HeldQid() {
@@ -187,17 +202,7 @@ TEST_F(SpoolStoreTest, CreateIsReadableAtTheReportedPath) {
 
 TEST_F(SpoolStoreTest, ConcurrentCreatesShareSyncs) {
   OpenStore(1);
-  env_.hold_first_write = true;
-  int done = 0, failed = 0;
-  for (int i = 0; i < 50; ++i) {
-    store_->Create(Envelope(), std::string(5000, 'x'), [&](auto r) {
-      ++done;
-      if (!r.ok()) ++failed;
-    });
-  }
-  env_.released = true;
-  RunUntil([&] { return done == 50; });
-  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(CreateBehindAHeldWrite(50), 0);
   GroupCommitStats stats = store_->stats();
   EXPECT_EQ(stats.files, 50u);
   // The first batch is whatever was queued when the worker woke (1 or a few);
@@ -357,17 +362,7 @@ TEST_F(SpoolStoreTest, SingleCreateIsOneSyncfsAfterItsRename) {
 // writes back the directories too, and the renames came before it.
 TEST_F(SpoolStoreTest, SyncfsBatchNeedsNoDirectorySync) {
   OpenStore(1, /*syncfs_min_batch=*/2);
-  env_.hold_first_write = true;
-  int done = 0, failed = 0;
-  for (int i = 0; i < 20; ++i) {
-    store_->Create(Envelope(), std::string(5000, 'x'), [&](auto r) {
-      ++done;
-      if (!r.ok()) ++failed;
-    });
-  }
-  env_.released = true;
-  RunUntil([&] { return done == 20; });
-  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(CreateBehindAHeldWrite(20), 0);
   GroupCommitStats stats = store_->stats();
   EXPECT_GE(stats.fs_syncs, 1u);
   // Only a batch of one (the first, taken before the others were queued)
