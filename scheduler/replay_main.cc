@@ -49,7 +49,9 @@ DESCRIPTION
     with a log line each; a file the crash tore before its sync (shorter
     than its header says, or with unwritten zero blocks) is marked in that
     line as never acknowledged: the scheduler answers 250 only once the file
-    and its directory entry are synced. Every valid job is handed to the running scheduler
+    and its directory entry are synced. So is a file whose envelope names
+    another queue id (the scheduler rewrites removed jobs' files for new
+    messages; a crash before the sync can leave old bytes under a new name). Every valid job is handed to the running scheduler
     over control.sock (Adopt batches): the scheduler resumes it at the stage
     it had reached. A deferred job keeps its next attempt time, a job that was
     running is retried, recipients recorded as delivered or bounced are not
@@ -268,6 +270,11 @@ int main(int argc, char** argv) {
           why +=
               " (torn by a crash before its sync: this message was never "
               "acknowledged, its sender got no 250)";
+        } else if (why.ends_with("does not match the file name")) {
+          why +=
+              " (probably a reused spool file that a crash left holding an "
+              "earlier job's bytes: the message under this name was never "
+              "acknowledged)";
         }
       }
       ++corrupt;

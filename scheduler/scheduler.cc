@@ -208,6 +208,7 @@ void FillProcessStats(Process& p, Stats* stats) {
        {std::pair<const char*, uint64_t>{"mailfarm_spool_commit_batches_total",
                                          g.batches},
         {"mailfarm_spool_files_created_total", g.files},
+        {"mailfarm_spool_files_reused_total", g.reused},
         {"mailfarm_spool_data_syncs_total", g.data_syncs},
         {"mailfarm_spool_fs_syncs_total", g.fs_syncs},
         {"mailfarm_spool_dir_syncs_total", g.dir_syncs},
@@ -252,6 +253,7 @@ int RunScheduler(const farm::Config& config, const std::string& config_path) {
   options.spool_dir = farm::SpoolDir(config);
   options.io_threads = static_cast<int>(config.scheduler().io_threads());
   options.max_batch = config.scheduler().group_commit_max_batch();
+  options.spare_files = config.scheduler().spool_spare_files();
   auto store = FileSpoolStore::Open(options, p.tasks.get());
   if (!store.ok()) {
     std::fprintf(stderr, "mailfarm-scheduler: %s\n",

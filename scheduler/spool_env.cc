@@ -23,6 +23,15 @@ class PosixEnv : public SpoolEnv {
   farm::StatusOr<farm::UniqueFd> OpenAppend(const std::string& path) override {
     return Open(path, O_WRONLY | O_APPEND | O_CLOEXEC, "open ");
   }
+  farm::StatusOr<farm::UniqueFd> OpenRewrite(const std::string& path) override {
+    return Open(path, O_WRONLY | O_CLOEXEC, "open ");
+  }
+  farm::StatusOr<uint64_t> FileSize(const std::string& path) override {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0)
+      return farm::Status::FromErrno("stat " + path, errno);
+    return static_cast<uint64_t>(st.st_size);
+  }
   farm::StatusOr<farm::UniqueFd> OpenDirectory(
       const std::string& path) override {
     return Open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, "open directory ");

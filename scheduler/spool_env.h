@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -26,6 +27,12 @@ class SpoolEnv {
   // O_WRONLY|O_APPEND of an existing file.
   virtual farm::StatusOr<farm::UniqueFd> OpenAppend(
       const std::string& path) = 0;
+  // O_WRONLY of an existing file, at offset 0, nothing truncated (a spare
+  // file about to be rewritten).
+  virtual farm::StatusOr<farm::UniqueFd> OpenRewrite(
+      const std::string& path) = 0;
+  // The file's size in bytes (stat).
+  virtual farm::StatusOr<uint64_t> FileSize(const std::string& path) = 0;
   virtual farm::StatusOr<farm::UniqueFd> OpenDirectory(
       const std::string& path) = 0;
   // Writes every byte (short writes and EINTR retried).

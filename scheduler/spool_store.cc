@@ -1,7 +1,8 @@
 // spool_store.cc: the file-tree SpoolStore and its group commit. One I/O
 // thread at a time (the committer) takes every write queued (up to max_batch)
-// and makes them durable together: write all files into tmp/ (or append),
-// rename the new files into queue/, then one syncfs() of the spool's file
+// and makes them durable together: write all files into tmp/ (or into a
+// spare file, or append), rename the new files into queue/, then one syncfs()
+// of the spool's file
 // system for the batch (one journal commit and one device cache flush, the
 // directory entries included; with syncfs disabled, fdatasync per file plus
 // fsync per directory). While it syncs, new
@@ -36,7 +37,8 @@ struct FileSpoolStore::Op {
   std::function<void()> work;
 
   farm::UniqueFd fd;
-  bool created = false;  // the temp file exists and must go on failure
+  bool created = false;  // the temp (or spare) file exists; goes on failure
+  bool reused = false;   // tmp_path is a spare file being rewritten
   bool renamed = false;  // the queue file exists and must go on failure
   farm::Status status;
   uint64_t body_offset = 0;
@@ -78,6 +80,26 @@ void CleanTemp(const std::string& tmp_dir) {
               << tmp_dir;
 }
 
+// The files a previous run left in spool/spare/ (their contents are stale,
+// and a create rewrites all of a file); beyond `keep` they are removed.
+std::vector<std::string> ListSpares(const std::string& spare_dir, size_t keep) {
+  std::vector<std::string> spares;
+  DIR* dir = ::opendir(spare_dir.c_str());
+  if (dir == nullptr) return spares;
+  while (dirent* entry = ::readdir(dir)) {
+    std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    std::string path = spare_dir + "/" + name;
+    if (spares.size() < keep && entry->d_type == DT_REG) {
+      spares.push_back(std::move(path));
+    } else {
+      (void)::unlink(path.c_str());
+    }
+  }
+  ::closedir(dir);
+  return spares;
+}
+
 farm::StatusOr<farm::UniqueFd> TakeLock(const std::string& spool_dir) {
   std::string path = spool_dir + "/lock";
   farm::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
@@ -113,7 +135,7 @@ farm::StatusOr<std::unique_ptr<FileSpoolStore>> FileSpoolStore::Open(
   MAILFARM_RETURN_IF_ERROR(env->MakeDirectory(root, 0750));
   auto lock = TakeLock(root);
   if (!lock.ok()) return lock.status();
-  for (const char* sub : {"/queue", "/tmp", "/corrupt"}) {
+  for (const char* sub : {"/queue", "/tmp", "/corrupt", "/spare"}) {
     MAILFARM_RETURN_IF_ERROR(env->MakeDirectory(root + sub, 0700));
   }
   for (const char* hex = "0123456789abcdef"; *hex != '\0'; ++hex) {
@@ -130,19 +152,22 @@ farm::StatusOr<std::unique_ptr<FileSpoolStore>> FileSpoolStore::Open(
     dirs.emplace(dir, std::move(*fd));
   }
   std::unique_ptr<FileSpoolStore> store(
-      new FileSpoolStore(options, tasks, std::move(*lock), std::move(dirs)));
+      new FileSpoolStore(options, tasks, std::move(*lock), std::move(dirs),
+                         ListSpares(root + "/spare", options.spare_files)));
   return store;
 }
 
 FileSpoolStore::FileSpoolStore(Options options, LoopTasks* tasks,
                                farm::UniqueFd lock_fd,
-                               std::map<std::string, farm::UniqueFd> queue_dirs)
+                               std::map<std::string, farm::UniqueFd> queue_dirs,
+                               std::vector<std::string> spares)
     : options_(std::move(options)),
       env_(options_.env != nullptr ? options_.env : PosixSpoolEnv()),
       clock_(options_.clock != nullptr ? options_.clock : farm::RealClock()),
       tasks_(tasks),
       lock_fd_(std::move(lock_fd)),
       queue_dirs_(std::move(queue_dirs)),
+      spares_(std::move(spares)),
       alive_(std::make_shared<bool>(true)) {
   if (options_.max_batch < 1) options_.max_batch = 1;
   int threads = std::max(1, options_.io_threads);
@@ -323,14 +348,31 @@ void FileSpoolStore::WriteOne(Op& op) {
     op.envelope.set_body_crc32c(Crc32c(op.body));
     std::string header = EncodeQueueHeader(op.envelope);
     op.body_offset = header.size();
-    auto fd = env_->CreateExclusive(op.tmp_path);
-    if (!fd.ok()) {
-      op.status = fd.status();
-      return;
+    // A spare file is rewritten whole, its stale tail cut off; the name check
+    // of every reader (the file's name must equal envelope.qid) keeps its old
+    // contents from ever passing for this job (see the durability rule).
+    while (!spares_.empty() && !op.fd) {
+      std::string spare = std::move(spares_.back());
+      spares_.pop_back();
+      if (auto fd = env_->OpenRewrite(spare); fd.ok()) {
+        op.fd = std::move(*fd);
+        op.tmp_path = std::move(spare);
+        op.reused = true;
+      }
     }
-    op.fd = std::move(*fd);
+    if (!op.fd) {
+      auto fd = env_->CreateExclusive(op.tmp_path);
+      if (!fd.ok()) {
+        op.status = fd.status();
+        return;
+      }
+      op.fd = std::move(*fd);
+    }
     op.created = true;
     op.status = env_->Write2(op.fd.get(), header, op.body, op.tmp_path);
+    if (op.status.ok() && op.reused)
+      op.status = env_->Truncate(op.fd.get(), header.size() + op.body.size(),
+                                 op.tmp_path);
     std::string().swap(op.body);  // the bytes are in the page cache now
     return;
   }
@@ -369,6 +411,7 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch) {
   size_t writes = 0;
   for (auto& op : batch) writes += op->fd && op->status.ok();
   if (writes > 0) SyncBatch(batch, writes, &delta);
+  bool no_space = false;
   for (auto& op : batch) {
     switch (op->kind) {
       case Op::Kind::kCreate:
@@ -376,7 +419,12 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch) {
           (void)env_->Unlink(op->tmp_path);  // nothing half-accepted
         if (op->renamed && !op->status.ok())
           (void)env_->Unlink(op->path);  // never acknowledged: not a job
-        if (op->status.ok()) ++delta.files;
+        if (op->status.ok()) {
+          ++delta.files;
+          delta.reused += op->reused;
+        } else if (op->status.code() == farm::Status::Code::kNoSpace) {
+          no_space = true;
+        }
         break;
       case Op::Kind::kRead:
         op->read_result =
@@ -397,10 +445,12 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch) {
       LOG(WARNING) << "spool: " << op->status.message();
     }
   }
+  if (no_space) DropSpares();  // give their blocks back to the full disk
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (delta.files > 0) ++stats_.batches;
     stats_.files += delta.files;
+    stats_.reused += delta.reused;
     stats_.data_syncs += delta.data_syncs;
     stats_.fs_syncs += delta.fs_syncs;
     stats_.dir_syncs += delta.dir_syncs;
@@ -438,9 +488,32 @@ void FileSpoolStore::RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch) {
         op->created = false;
       }
     } else if (op->kind == Op::Kind::kRemove) {
-      op->status = env_->Unlink(op->path);
+      RemoveOne(*op);
     }
   }
+}
+
+// A removed file becomes a spare while there is room for it and it is small
+// (a spare holds its blocks); otherwise it is unlinked.
+void FileSpoolStore::RemoveOne(Op& op) {
+  if (spares_.size() < options_.spare_files) {
+    auto size = env_->FileSize(op.path);
+    if (size.ok() && *size <= options_.spare_max_bytes) {
+      std::string spare = options_.spool_dir + "/spare/" + op.qid;
+      op.status = env_->Rename(op.path, spare);
+      if (op.status.ok()) spares_.push_back(std::move(spare));
+      return;
+    }
+  }
+  op.status = env_->Unlink(op.path);
+}
+
+void FileSpoolStore::DropSpares() {
+  if (spares_.empty()) return;
+  LOG(WARNING) << "spool: the disk is full; removing " << spares_.size()
+               << " spare file(s) in " << options_.spool_dir << "/spare";
+  for (const auto& spare : spares_) (void)env_->Unlink(spare);
+  spares_.clear();
 }
 
 // Step 3 of the commit: makes every write of the batch (files, their data and

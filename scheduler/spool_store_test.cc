@@ -1,6 +1,6 @@
 // spool_store_test.cc: the file-tree store: durable create, group commit
 // batching, the commit order (rename before sync, removals not synced), full
-// disk and failed fsync leave nothing behind, the spool lock.
+// disk and failed fsync leave nothing behind, the spool lock, spare files.
 #include "scheduler/spool_store.h"
 
 #include <dirent.h>
@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 
 namespace mailfarm::scheduler {
 namespace {
@@ -38,6 +39,12 @@ class FaultEnv : public SpoolEnv {
   }
   farm::StatusOr<farm::UniqueFd> OpenAppend(const std::string& p) override {
     return real()->OpenAppend(p);
+  }
+  farm::StatusOr<farm::UniqueFd> OpenRewrite(const std::string& p) override {
+    return real()->OpenRewrite(p);
+  }
+  farm::StatusOr<uint64_t> FileSize(const std::string& p) override {
+    return real()->FileSize(p);
   }
   farm::StatusOr<farm::UniqueFd> OpenDirectory(const std::string& p) override {
     return real()->OpenDirectory(p);
@@ -156,6 +163,7 @@ class SpoolStoreTest : public ::testing::Test {
     options.io_threads = threads;
     options.syncfs_min_batch = syncfs_min_batch;
     options.env = &env_;
+    options.spare_files = spare_files_;
     auto store = FileSpoolStore::Open(options, tasks_.get());
     ASSERT_TRUE(store.ok()) << store.status().message();
     store_ = std::move(*store);
@@ -166,6 +174,19 @@ class SpoolStoreTest : public ::testing::Test {
     for (int i = 0; i < 20000 && !pred(); ++i)
       event_base_loop(base_, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(500);
     ASSERT_TRUE(pred());
+  }
+  farm::StatusOr<SpoolStore::Created> CreateOne(std::string body) {
+    std::optional<farm::StatusOr<SpoolStore::Created>> got;
+    store_->Create(Envelope(), std::move(body),
+                   [&](auto r) { got = std::move(r); });
+    RunUntil([&] { return got.has_value(); });
+    return std::move(*got);
+  }
+  farm::Status RemoveOne(const std::string& qid) {
+    std::optional<farm::Status> removed;
+    store_->Remove(qid, [&](farm::Status s) { removed = s; });
+    RunUntil([&] { return removed.has_value(); });
+    return *removed;
   }
   static spool::Envelope Envelope() {
     spool::Envelope e;
@@ -180,6 +201,7 @@ class SpoolStoreTest : public ::testing::Test {
   event_base* base_ = nullptr;
   std::unique_ptr<LoopTasks> tasks_;
   FaultEnv env_;
+  size_t spare_files_ = 1024;
   std::unique_ptr<FileSpoolStore> store_;
 };
 
@@ -473,6 +495,127 @@ TEST_F(SpoolStoreTest, QuarantineMovesToCorrupt) {
   RunUntil([&] { return moved.has_value(); });
   EXPECT_TRUE(moved->ok());
   EXPECT_EQ(::access((spool_ + "/corrupt/0192a3b4c5d60001").c_str(), F_OK), 0);
+}
+
+}  // namespace
+}  // namespace mailfarm::scheduler
+
+namespace mailfarm::scheduler {
+namespace {
+
+uint64_t SizeOf(const std::string& path) {
+  return std::filesystem::file_size(path);
+}
+
+TEST_F(SpoolStoreTest, RemovedFileIsRewrittenWholeByTheNextCreate) {
+  OpenStore();
+  auto first = CreateOne(std::string(20000, 'a'));
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  ASSERT_TRUE(RemoveOne(first->qid).ok());
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
+  EXPECT_EQ(CountFiles(spool_ + "/spare"), 1);
+
+  const std::string body = "Subject: short\r\n\r\nb\r\n";
+  auto second = CreateOne(body);
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  EXPECT_EQ(store_->stats().reused, 1u);
+  EXPECT_EQ(CountFiles(spool_ + "/spare"), 0);
+  // The old job's 20,000 bytes are gone: the file is exactly the new one.
+  auto file = ReadQueueFile(second->path);
+  ASSERT_TRUE(file.ok()) << file.status().message();
+  EXPECT_EQ(file->envelope.qid(), second->qid);
+  EXPECT_EQ(SizeOf(second->path), second->body_offset + body.size());
+  // State records append after the new body, not after a stale tail.
+  spool::JobState state;
+  state.set_sequence(1);
+  state.set_attempts(2);
+  std::optional<farm::Status> appended;
+  store_->AppendState(second->qid, state, 0,
+                      [&](farm::Status s) { appended = s; });
+  RunUntil([&] { return appended.has_value(); });
+  ASSERT_TRUE(appended->ok());
+  file = ReadQueueFile(second->path);
+  ASSERT_TRUE(file.ok()) << file.status().message();
+  EXPECT_EQ(file->state.attempts(), 2u);
+}
+
+TEST_F(SpoolStoreTest, SpareLeftByAnEarlierRunIsReused) {
+  std::filesystem::create_directories(spool_ + "/spare");
+  {
+    std::ofstream junk(spool_ + "/spare/0000000000000001");
+    junk << std::string(9000, 'j');
+  }
+  OpenStore();
+  auto made = CreateOne("x\r\n");
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  EXPECT_EQ(store_->stats().reused, 1u);
+  auto file = ReadQueueFile(made->path);
+  ASSERT_TRUE(file.ok()) << file.status().message();
+  EXPECT_EQ(SizeOf(made->path), made->body_offset + 3);
+}
+
+TEST_F(SpoolStoreTest, RemovedFileHoldingItsOldJobIsNotTheNewOne) {
+  // What a crash between a spare's rename into queue/ and its rewrite
+  // reaching the disk can leave: a new qid's name over the old job's bytes.
+  OpenStore();
+  auto old_job = CreateOne("old\r\n");
+  auto new_job = CreateOne("new\r\n");
+  ASSERT_TRUE(old_job.ok() && new_job.ok());
+  std::filesystem::copy_file(old_job->path, new_job->path,
+                             std::filesystem::copy_options::overwrite_existing);
+  auto file = ReadQueueFile(new_job->path);
+  ASSERT_FALSE(file.ok());
+  EXPECT_NE(file.status().message().find(old_job->qid), std::string::npos)
+      << file.status().message();
+}
+
+TEST_F(SpoolStoreTest, SparesAreBoundedInNumberAndSize) {
+  spare_files_ = 2;
+  OpenStore();
+  std::vector<std::string> qids;
+  for (int i = 0; i < 3; ++i) {
+    auto made = CreateOne("x\r\n");
+    ASSERT_TRUE(made.ok());
+    qids.push_back(made->qid);
+  }
+  auto big = CreateOne(std::string(100000, 'b'));  // over 64 KiB: not kept
+  ASSERT_TRUE(big.ok());
+  for (const auto& qid : qids) ASSERT_TRUE(RemoveOne(qid).ok());
+  ASSERT_TRUE(RemoveOne(big->qid).ok());
+  EXPECT_EQ(CountFiles(spool_ + "/spare"), 2);
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
+}
+
+TEST_F(SpoolStoreTest, NoSparesWhenTurnedOff) {
+  spare_files_ = 0;
+  OpenStore();
+  auto made = CreateOne("x\r\n");
+  ASSERT_TRUE(made.ok());
+  ASSERT_TRUE(RemoveOne(made->qid).ok());
+  EXPECT_EQ(CountFiles(spool_ + "/spare"), 0);
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
+}
+
+TEST_F(SpoolStoreTest, FullDiskGivesTheSparesBack) {
+  OpenStore();
+  std::vector<std::string> qids;
+  for (int i = 0; i < 3; ++i) {
+    auto made = CreateOne("x\r\n");
+    ASSERT_TRUE(made.ok());
+    qids.push_back(made->qid);
+  }
+  for (const auto& qid : qids) ASSERT_TRUE(RemoveOne(qid).ok());
+  ASSERT_EQ(CountFiles(spool_ + "/spare"), 3);
+  env_.no_space = true;
+  auto failed = CreateOne(std::string(5000, 'y'));
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), farm::Status::Code::kNoSpace);
+  EXPECT_EQ(CountFiles(spool_ + "/spare"), 0);
+  EXPECT_EQ(CountFiles(spool_ + "/queue") + CountFiles(spool_ + "/tmp"), 0);
+  env_.no_space = false;
+  auto made = CreateOne("ok\r\n");
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 1);
 }
 
 }  // namespace

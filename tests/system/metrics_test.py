@@ -1,7 +1,9 @@
 """The scheduler's Prometheus endpoint, scraped with curl like a monitoring
 system would: every line valid text exposition format, the expected families
-present, counters never going down between two scrapes."""
+present, counters never going down between two scrapes, and delivered jobs'
+files reused by the next messages (spool/spare/)."""
 
+import os
 import re
 import smtplib
 import subprocess
@@ -81,9 +83,18 @@ class MetricsTest(unittest.TestCase):
             busy_farms = {lbl for (n, lbl) in first if n == "mailfarm_farm_children"}
             self.assertTrue(any('farm="smtpd"' in l for l in busy_farms), busy_farms)
 
+            # The three delivered jobs' files wait in spool/spare/ once removed;
+            # the next two messages are written into two of them.
+            h.wait_for(lambda: not system.queue_files(), 30, what="an empty queue")
+            spare_dir = os.path.join(system.root, "spool", "spare")
+            self.assertEqual(len(os.listdir(spare_dir)), 3)
             deliver(2)
             h.wait_for(lambda: len(system.maildir_messages("metrics")) == 5, 30, what="delivery")
+            h.wait_for(lambda: not system.queue_files(), 30, what="an empty queue")
             second, types2 = parse(scrape(system))
+            self.assertEqual(second[("mailfarm_spool_files_reused_total", "")], 2)
+            self.assertEqual(second[("mailfarm_spool_files_created_total", "")], 5)
+            self.assertEqual(len(os.listdir(spare_dir)), 3)
             for (name, labels), value in first.items():
                 fam = family_of(name, types)
                 if types.get(fam) == "counter" or (types.get(fam) == "histogram" and

@@ -1,5 +1,5 @@
-"""mailfarm-replay against real spools: corrupt, truncated, zero-length, foreign
-and body-less files are quarantined with a log line each while every valid job
+"""mailfarm-replay against real spools: corrupt, truncated, zero-length, foreign,
+body-less and misnamed (a stale reused file) files are quarantined with a log line each while every valid job
 is delivered; --check only reports; a second run adopts nothing twice; a
 deferred job keeps its next attempt time and a delivered recipient is not
 delivered again after a restart."""
@@ -62,6 +62,9 @@ class ReplayTest(unittest.TestCase):
             "0fffffffffff0004": good[:12] + bytes([good[12] ^ 0xFF]) + good[13:],  # checksum
             "0fffffffffff0005": good[:header_end + 1],                   # body missing
             "notaqueuefile.txt": b"hello",                               # foreign
+            # A reused spare file that a crash left holding an earlier job's
+            # bytes under a new name: whole and checksummed, but not this job.
+            "0fffffffffff0006": good,
         }
         for name, data in bad.items():
             with open(os.path.join(qdir, name), "wb") as f:
@@ -72,7 +75,7 @@ class ReplayTest(unittest.TestCase):
         # --check reads and reports, moves nothing.
         r = replay(first, "--check")
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
-        self.assertIn("valid 5, corrupt 6", r.stdout)
+        self.assertIn("valid 5, corrupt 7", r.stdout)
         for name in bad:
             self.assertTrue(os.path.exists(os.path.join(qdir, name)), name)
 
@@ -82,11 +85,14 @@ class ReplayTest(unittest.TestCase):
             h.wait_for(lambda: len(second.maildir_messages("alice")) == 5, 60,
                        what="the five valid jobs delivered")
             corrupt_dir = os.path.join(root, "spool", "corrupt")
-            h.wait_for(lambda: os.path.isdir(corrupt_dir) and len(os.listdir(corrupt_dir)) == 6,
-                       30, what="six quarantined files")
+            h.wait_for(lambda: os.path.isdir(corrupt_dir) and len(os.listdir(corrupt_dir)) == 7,
+                       30, what="seven quarantined files")
             log = second.log()
             for name in bad:
                 self.assertIn("quarantined %s/%s" % (qdir, name), log)
+            self.assertIn("0fffffffffff0006: corrupt queue file: envelope qid %s does not match "
+                          "the file name "
+                          "(probably a reused spool file" % os.path.basename(valid[0]), log)
             self.assertFalse(os.path.exists(os.path.join(root, "spool", "tmp", "leftover.tmp")))
             h.wait_for(lambda: second.queue_files() == [], 30, what="an empty queue")
             # A second run adopts nothing twice and finds nothing to move.
