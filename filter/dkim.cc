@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "farm/ascii.h"
+
 namespace filter {
 namespace {
 
@@ -76,7 +78,7 @@ std::string RelaxedBody(std::string_view body) {
 }
 
 std::string RelaxedHeader(std::string_view name, std::string_view raw_value) {
-  std::string out = Lower(name);
+  std::string out = farm::AsciiLower(name);
   while (!out.empty() && IsBlank(out.back())) out.pop_back();
   out.push_back(':');
   std::string unfolded;
@@ -141,10 +143,10 @@ farm::StatusOr<DkimSigner> DkimSigner::Load(
     return farm::Status::Invalid(where + key.private_key_file() +
                                  ": RSA key shorter than 1024 bits");
   }
-  signer.domain_ = Lower(key.domain());
+  signer.domain_ = farm::AsciiLower(key.domain());
   signer.selector_ = key.selector();
   for (const auto& h : key.sign_headers())
-    signer.sign_headers_.push_back(Lower(h));
+    signer.sign_headers_.push_back(farm::AsciiLower(h));
   if (signer.sign_headers_.empty())
     signer.sign_headers_ = DefaultSignedHeaders();
   if (std::find(signer.sign_headers_.begin(), signer.sign_headers_.end(),
@@ -167,9 +169,9 @@ farm::StatusOr<std::string> DkimSigner::Sign(
   };
   std::vector<Field> fields;
   for (const auto& h : added)
-    fields.push_back({Lower(h.name()), h.name(), " " + h.value()});
+    fields.push_back({farm::AsciiLower(h.name()), h.name(), " " + h.value()});
   for (const auto& h : message.headers)
-    fields.push_back({Lower(h.name), h.name, h.raw_value});
+    fields.push_back({farm::AsciiLower(h.name), h.name, h.raw_value});
 
   std::string hashed;  // the header hash input (RFC 6376 3.7)
   std::string h_tag;

@@ -5,22 +5,14 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 
+#include "farm/ascii.h"
 #include "farm/unique_fd.h"
 
 namespace filter {
 
 bool IsBlank(char c) { return c == ' ' || c == '\t'; }
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
-    return static_cast<char>(std::tolower(c));
-  });
-  return out;
-}
 
 namespace {
 
@@ -44,9 +36,9 @@ bool SplitField(std::string_view line, std::string_view* name,
 }  // namespace
 
 std::string Message::FirstValue(std::string_view name) const {
-  std::string want = Lower(name);
+  std::string want = farm::AsciiLower(name);
   for (const auto& h : headers) {
-    if (Lower(h.name) == want) return h.value;
+    if (farm::AsciiLower(h.name) == want) return h.value;
   }
   return "";
 }
@@ -130,7 +122,7 @@ std::string ExtractAddress(std::string_view value) {
 std::string AddressDomain(std::string_view address) {
   size_t at = address.rfind('@');
   if (at == std::string_view::npos || at + 1 >= address.size()) return "";
-  return Lower(address.substr(at + 1));
+  return farm::AsciiLower(address.substr(at + 1));
 }
 
 }  // namespace filter

@@ -48,10 +48,9 @@ farm::StatusOr<std::string> ReadMessageRange(const std::string& path,
 std::string ExtractAddress(std::string_view value);
 // Lower-cased domain of an address, or "".
 std::string AddressDomain(std::string_view address);
-// Space or tab (RFC 5322 WSP), and ASCII lower-casing: the two helpers both
-// header parsing and DKIM canonicalisation need.
+// Space or tab (RFC 5322 WSP), which header parsing and DKIM
+// canonicalisation both need (lower-casing is farm::AsciiLower).
 bool IsBlank(char c);
-std::string Lower(std::string_view s);
 
 }  // namespace filter
 

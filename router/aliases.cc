@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cerrno>
 
+#include "farm/ascii.h"
 #include "farm/unique_fd.h"
 
 namespace router {
@@ -24,14 +25,6 @@ std::string_view Trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
     s.remove_suffix(1);
   return s;
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
-    return static_cast<char>(std::tolower(c));
-  });
-  return out;
 }
 
 farm::StatusOr<AliasTarget> ClassifyTarget(std::string_view raw,
@@ -51,7 +44,7 @@ farm::StatusOr<AliasTarget> ClassifyTarget(std::string_view raw,
   }
   if (t.front() == '/')
     return AliasTarget{AliasTarget::Kind::kFile, std::string(t)};
-  if (t.size() >= 9 && Lower(t.substr(0, 9)) == ":include:") {
+  if (t.size() >= 9 && farm::AsciiLower(t.substr(0, 9)) == ":include:") {
     std::string_view path = Trim(t.substr(9));
     if (path.empty() || path.front() != '/')
       return bad(":include: needs an absolute path");
@@ -169,7 +162,8 @@ farm::StatusOr<AliasTable> AliasTable::Parse(std::string_view text,
       return farm::Status::Invalid(where + ": empty alias name");
     auto targets = ParseTargetList(e.substr(colon + 1), where);
     if (!targets.ok()) return targets.status();
-    std::string key = case_sensitive ? std::string(name) : Lower(name);
+    std::string key =
+        case_sensitive ? std::string(name) : farm::AsciiLower(name);
     if (!table.entries_.emplace(key, std::move(targets.value())).second) {
       return farm::Status::Invalid(where + ": duplicate alias \"" +
                                    std::string(name) + "\"");

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "farm/ascii.h"
+
 namespace router {
 namespace {
 
@@ -16,14 +18,6 @@ struct Failure {
   std::string dsn;
   std::string text;
 };
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
-    return static_cast<char>(std::tolower(c));
-  });
-  return out;
-}
 
 std::string JoinPath(const std::vector<std::string>& names,
                      const std::string& last) {
@@ -47,7 +41,8 @@ struct RecipientResolver::Expansion {
 
   void AddRoute(std::string address, const std::string& channel,
                 const std::string& nexthop) {
-    std::string key = channel + '\0' + nexthop + '\0' + Lower(address);
+    std::string key =
+        channel + '\0' + nexthop + '\0' + farm::AsciiLower(address);
     if (!route_keys.insert(key).second) return;
     mailfarm::Route& r = routes.emplace_back();
     r.set_address(std::move(address));
@@ -104,7 +99,8 @@ bool RecipientResolver::UserExists(const std::string& user) const {
 }
 
 std::string RecipientResolver::NormalizeLocal(const std::string& local) const {
-  return tables_.config.case_sensitive_local_parts() ? local : Lower(local);
+  return tables_.config.case_sensitive_local_parts() ? local
+                                                     : farm::AsciiLower(local);
 }
 
 std::string RecipientResolver::StripExtension(const std::string& local) const {

@@ -53,11 +53,15 @@ if(_qf_can_fuzz)
     DEPENDS ${_qf_sources} ${PROJECT_SOURCE_DIR}/scheduler/spool_file.h mailfarm_proto
     COMMENT "clang++ (fuzz) fuzz_queue_file")
   add_custom_target(scheduler_fuzzers ALL DEPENDS ${_qf_bin})
-  # 30 s on every test run, from the seed corpus (real queue files); a longer
+  # 30 s on every test run, from the seed corpus (real queue files). libFuzzer
+  # writes the inputs it finds into its first corpus directory: that is one in
+  # the build tree, so a test run leaves the source tree as it was. A longer
   # run is: build*/scheduler/fuzz/fuzz_queue_file -max_total_time=3600 DIR scheduler/fuzz_corpus
+  set(_qf_found ${CMAKE_CURRENT_BINARY_DIR}/fuzz/corpus_found)
+  file(MAKE_DIRECTORY ${_qf_found})
   add_test(NAME scheduler_fuzz_queue_file_short
            COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=0
                    ${_qf_bin} -max_total_time=30 -timeout=10 -rss_limit_mb=2048
-                   ${PROJECT_SOURCE_DIR}/scheduler/fuzz_corpus)
+                   ${_qf_found} ${PROJECT_SOURCE_DIR}/scheduler/fuzz_corpus)
   set_tests_properties(scheduler_fuzz_queue_file_short PROPERTIES TIMEOUT 300)
 endif()
