@@ -1,6 +1,6 @@
 // ascii.h: ASCII case folding for mail names (domains, queue selectors,
-// session keys), which compare without regard to case. Used by the
-// scheduler's queue, destination table and farm links.
+// session keys, header names), which compare without regard to case. Used by
+// the scheduler, the router's tables and the filter's header and DKIM code.
 #ifndef MAILFARM_FARM_ASCII_H_
 #define MAILFARM_FARM_ASCII_H_
 

@@ -149,6 +149,11 @@ struct QueueManager::Job {
   bool persist_again = false;
   bool delete_requested = false;
   bool bounce_requested = false;
+  // No process but the scheduler can still have the job's file open: the job
+  // was injected in this run and no child holding its work was abandoned.
+  // Only then is the file kept for reuse when the job is removed
+  // (SpoolStore::Reuse).
+  bool file_private = true;
 };
 
 namespace {
@@ -327,6 +332,7 @@ void QueueManager::Adopt(std::vector<std::pair<std::string, std::string>> jobs,
       auto job = std::make_unique<Job>();
       const spool::Envelope& e = file->envelope;
       job->set_qid(qid);
+      job->file_private = false;  // a child of the last run may still read it
       job->sender = e.sender();
       std::map<uint32_t, spool::RecipientStatus> status;
       for (const auto& r : file->state.recipients())
@@ -706,6 +712,7 @@ void QueueManager::OnAbort(const WorkItem& item, const farm::Status& why) {
   if (job == nullptr) return;
   Count("requeued");
   ++job->aborts;
+  job->file_private = false;  // the abandoned child may still be reading it
   std::string farm = item.stage == STAGE_ROUTE    ? "router"
                      : item.stage == STAGE_FILTER ? "filter"
                      : item.group < job->groups.size()
@@ -1110,7 +1117,9 @@ void QueueManager::RemoveJob(Job* job, const std::string& why) {
   SetState(job, kRemoving);
   uint64_t id = job->id;
   std::string qid(job->qid());
-  store_->Remove(qid, [this, id, qid, why](farm::Status status) {
+  auto reuse = job->file_private ? SpoolStore::Reuse::kAllowed
+                                 : SpoolStore::Reuse::kNever;
+  store_->Remove(qid, reuse, [this, id, qid, why](farm::Status status) {
     if (!status.ok()) LOG(ERROR) << qid << ": " << status.message();
     LOG(INFO) << qid << ": removed (" << why << ")";
     Count("removed");

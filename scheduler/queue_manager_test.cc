@@ -57,6 +57,38 @@ TEST_F(QueueManagerTest, TempfailDefersForTheBackoffThenRetries) {
   EXPECT_EQ(queue_->counter("delivered"), 1u);
 }
 
+size_t SpareFiles(const std::string& spool) {
+  size_t n = 0;
+  for (auto& e : std::filesystem::directory_iterator(spool + "/spare"))
+    n += e.is_regular_file();
+  return n;
+}
+
+TEST_F(QueueManagerTest, DeliveredJobsFileIsKeptForReuse) {
+  std::string qid = InjectOne("alice@example.com");
+  Answer(OUTCOME_OK, /*with_route=*/true);
+  Answer(OUTCOME_OK);
+  RunUntil([&] { return queue_->size() == 0; });
+  EXPECT_EQ(SpareFiles(root_ + "/spool"), 1u);
+}
+
+// A child abandoned mid-job (timed out: its connection closed, the process
+// perhaps still running) may still read the file by its open descriptor, so
+// the file must never be rewritten for another message.
+TEST_F(QueueManagerTest, FileOfAJobWithAnAbandonedChildIsNotReused) {
+  std::string qid = InjectOne("alice@example.com");
+  Answer(OUTCOME_OK, /*with_route=*/true);
+  auto [farm, item] = dispatcher_.submitted.back();
+  ASSERT_EQ(farm, "transport-c");
+  dispatcher_.Finish(farm, item);
+  queue_->OnAbort(item, farm::Status::TempFail("transport-c child timed out"));
+  ASSERT_EQ(dispatcher_.submitted.size(), 3u);  // requeued to another child
+  Answer(OUTCOME_OK);
+  RunUntil([&] { return queue_->size() == 0; });
+  EXPECT_FALSE(std::filesystem::exists(store_->PathOf(qid)));
+  EXPECT_EQ(SpareFiles(root_ + "/spool"), 0u);
+}
+
 TEST_F(QueueManagerTest, ExpiryBouncesToTheSender) {
   std::string qid = InjectOne("bob@example.com");
   Answer(OUTCOME_OK, true);

@@ -128,20 +128,30 @@ bool TornBeforeItsSync(const std::string& path, const std::string& why) {
   }
 }
 
-// Moves a bad file aside under a name that never collides.
-bool Quarantine(const std::string& spool, const std::string& path,
-                const std::string& why) {
+enum class Moved { kMoved, kVanished, kFailed };
+
+// Moves a bad file aside under a name that never collides. A file gone
+// meanwhile was a job the running scheduler delivered and removed while this
+// tool read it (its file can even have been rewritten for a newer message
+// under that message's name, which is why it looked wrong): nothing to move.
+Moved Quarantine(const std::string& spool, const std::string& path,
+                 const std::string& why) {
   std::string corrupt = spool + "/corrupt";
   ::mkdir(corrupt.c_str(), 0700);
   std::string base = path.substr(path.rfind('/') + 1);
   std::string target = corrupt + "/" + base + "." +
                        std::to_string(farm::RealClock()->NowUnixMs());
   if (::rename(path.c_str(), target.c_str()) != 0) {
+    if (errno == ENOENT) {
+      LOG(INFO) << path << " vanished while being read (removed by the "
+                << "scheduler); not quarantined";
+      return Moved::kVanished;
+    }
     PLOG(ERROR) << "cannot quarantine " << path;
-    return false;
+    return Moved::kFailed;
   }
   LOG(WARNING) << "quarantined " << path << " -> " << target << ": " << why;
-  return true;
+  return Moved::kMoved;
 }
 
 // Removes spool/tmp leftovers, but only when no scheduler holds the spool
@@ -241,7 +251,8 @@ int main(int argc, char** argv) {
     if (!IsDirectory(dir)) {
       ++counts.scanned;
       ++corrupt;
-      if (!FLAGS_check && Quarantine(spool, dir, "not a queue directory"))
+      if (!FLAGS_check &&
+          Quarantine(spool, dir, "not a queue directory") == Moved::kMoved)
         ++counts.quarantined;
       continue;
     }
@@ -280,10 +291,19 @@ int main(int argc, char** argv) {
       ++corrupt;
       if (FLAGS_check) {
         LOG(WARNING) << "corrupt: " << path << ": " << why;
-      } else if (Quarantine(spool, path, why)) {
-        ++counts.quarantined;
       } else {
-        rc = farm::kExitIoErr;
+        switch (Quarantine(spool, path, why)) {
+          case Moved::kMoved:
+            ++counts.quarantined;
+            break;
+          case Moved::kVanished:
+            --corrupt;
+            ++counts.vanished;
+            break;
+          case Moved::kFailed:
+            rc = farm::kExitIoErr;
+            break;
+        }
       }
     }
     if (rc != 0 && rc != farm::kExitIoErr) break;

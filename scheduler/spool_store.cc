@@ -39,7 +39,8 @@ struct FileSpoolStore::Op {
   farm::UniqueFd fd;
   bool created = false;  // the temp (or spare) file exists; goes on failure
   bool reused = false;   // tmp_path is a spare file being rewritten
-  bool renamed = false;  // the queue file exists and must go on failure
+  bool reuse_allowed = false;  // kRemove: the file may become a spare
+  bool renamed = false;        // the queue file exists and must go on failure
   farm::Status status;
   uint64_t body_offset = 0;
   std::optional<farm::StatusOr<QueueFile>> read_result;
@@ -228,9 +229,11 @@ void FileSpoolStore::AppendState(const std::string& qid,
   Submit(std::move(op));
 }
 
-void FileSpoolStore::Remove(const std::string& qid, StatusDone done) {
+void FileSpoolStore::Remove(const std::string& qid, Reuse reuse,
+                            StatusDone done) {
   auto op = std::make_unique<Op>();
   op->kind = Op::Kind::kRemove;
+  op->reuse_allowed = reuse == Reuse::kAllowed;
   op->qid = qid;
   op->path = PathOf(qid);
   op->status_done = std::move(done);
@@ -493,10 +496,11 @@ void FileSpoolStore::RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch) {
   }
 }
 
-// A removed file becomes a spare while there is room for it and it is small
-// (a spare holds its blocks); otherwise it is unlinked.
+// A removed file becomes a spare when its remover allows it (see
+// SpoolStore::Reuse), while there is room for it and when it is small (a
+// spare holds its blocks); otherwise it is unlinked.
 void FileSpoolStore::RemoveOne(Op& op) {
-  if (spares_.size() < options_.spare_files) {
+  if (op.reuse_allowed && spares_.size() < options_.spare_files) {
     auto size = env_->FileSize(op.path);
     if (size.ok() && *size <= options_.spare_max_bytes) {
       std::string spare = options_.spool_dir + "/spare/" + op.qid;

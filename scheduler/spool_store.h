@@ -76,9 +76,15 @@ class SpoolStore {
   // file is first cut to that length (dropping a torn record found at adopt).
   virtual void AppendState(const std::string& qid, const spool::JobState& state,
                            uint64_t truncate_to, StatusDone done) = 0;
-  // Removes the job's file; `done` runs once it is unlinked. The removal is
-  // not synced (see the durability rule above).
-  virtual void Remove(const std::string& qid, StatusDone done) = 0;
+  // Whether Remove may keep the file for a later Create to rewrite. Only a
+  // file no other process can still have open may be kept: a farm child
+  // abandoned mid-job (timed out, its connection closed) or a child of an
+  // earlier scheduler run could go on reading it by its open descriptor and
+  // would then read another message's bytes.
+  enum class Reuse { kAllowed, kNever };
+  // Removes the job's file from queue/; `done` runs once it is gone. The
+  // removal is not synced (see the durability rule above).
+  virtual void Remove(const std::string& qid, Reuse reuse, StatusDone done) = 0;
   // Reads and validates a queue file (the body checksum is skipped: replay did
   // it). A read of a file whose Create has not completed yet runs after that
   // completion (an adopt racing an injection finds the job already known).
@@ -147,7 +153,7 @@ class FileSpoolStore : public SpoolStore {
               CreateDone done) override;
   void AppendState(const std::string& qid, const spool::JobState& state,
                    uint64_t truncate_to, StatusDone done) override;
-  void Remove(const std::string& qid, StatusDone done) override;
+  void Remove(const std::string& qid, Reuse reuse, StatusDone done) override;
   void Read(const std::string& path, ReadDone done) override;
   void Quarantine(const std::string& path, StatusDone done) override;
   void RunBackground(std::function<void()> work,

@@ -184,7 +184,8 @@ class SpoolStoreTest : public ::testing::Test {
   }
   farm::Status RemoveOne(const std::string& qid) {
     std::optional<farm::Status> removed;
-    store_->Remove(qid, [&](farm::Status s) { removed = s; });
+    store_->Remove(qid, SpoolStore::Reuse::kAllowed,
+                   [&](farm::Status s) { removed = s; });
     RunUntil([&] { return removed.has_value(); });
     return *removed;
   }
@@ -307,7 +308,8 @@ TEST_F(SpoolStoreTest, AppendStateThenRemove) {
   ASSERT_TRUE(file.ok());
   EXPECT_EQ(file->state.attempts(), 3u);
   std::optional<farm::Status> removed;
-  store_->Remove(qid, [&](farm::Status s) { removed = s; });
+  store_->Remove(qid, SpoolStore::Reuse::kAllowed,
+                 [&](farm::Status s) { removed = s; });
   RunUntil([&] { return removed.has_value(); });
   EXPECT_TRUE(removed->ok());
   EXPECT_NE(::access(store_->PathOf(qid).c_str(), F_OK), 0);
@@ -422,7 +424,8 @@ TEST_F(SpoolStoreTest, RemoveIsNotSynced) {
   ASSERT_TRUE(got->ok());
   int data = env_.data_syncs, fs = env_.fs_syncs, dir = env_.dir_syncs;
   std::optional<farm::Status> removed;
-  store_->Remove((*got)->qid, [&](farm::Status s) { removed = s; });
+  store_->Remove((*got)->qid, SpoolStore::Reuse::kAllowed,
+                 [&](farm::Status s) { removed = s; });
   RunUntil([&] { return removed.has_value(); });
   EXPECT_TRUE(removed->ok());
   EXPECT_NE(::access((*got)->path.c_str(), F_OK), 0);
@@ -583,6 +586,19 @@ TEST_F(SpoolStoreTest, SparesAreBoundedInNumberAndSize) {
   for (const auto& qid : qids) ASSERT_TRUE(RemoveOne(qid).ok());
   ASSERT_TRUE(RemoveOne(big->qid).ok());
   EXPECT_EQ(CountFiles(spool_ + "/spare"), 2);
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
+}
+
+TEST_F(SpoolStoreTest, FileThatMayStillBeOpenIsNotReused) {
+  OpenStore();
+  auto made = CreateOne("x\r\n");
+  ASSERT_TRUE(made.ok());
+  std::optional<farm::Status> removed;
+  store_->Remove(made->qid, SpoolStore::Reuse::kNever,
+                 [&](farm::Status s) { removed = s; });
+  RunUntil([&] { return removed.has_value(); });
+  ASSERT_TRUE(removed->ok());
+  EXPECT_EQ(CountFiles(spool_ + "/spare"), 0);
   EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
 }
 

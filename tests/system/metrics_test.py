@@ -83,18 +83,22 @@ class MetricsTest(unittest.TestCase):
             busy_farms = {lbl for (n, lbl) in first if n == "mailfarm_farm_children"}
             self.assertTrue(any('farm="smtpd"' in l for l in busy_farms), busy_farms)
 
-            # The three delivered jobs' files wait in spool/spare/ once removed;
-            # the next two messages are written into two of them.
+            # Delivered jobs' files wait in spool/spare/ once removed (a later
+            # message of the three may already have taken one); the next two
+            # messages are written into spare files.
             h.wait_for(lambda: not system.queue_files(), 30, what="an empty queue")
             spare_dir = os.path.join(system.root, "spool", "spare")
-            self.assertEqual(len(os.listdir(spare_dir)), 3)
+            self.assertGreaterEqual(len(os.listdir(spare_dir)), 1, system.log()[-3000:])
             deliver(2)
             h.wait_for(lambda: len(system.maildir_messages("metrics")) == 5, 30, what="delivery")
             h.wait_for(lambda: not system.queue_files(), 30, what="an empty queue")
             second, types2 = parse(scrape(system))
-            self.assertEqual(second[("mailfarm_spool_files_reused_total", "")], 2)
-            self.assertEqual(second[("mailfarm_spool_files_created_total", "")], 5)
-            self.assertEqual(len(os.listdir(spare_dir)), 3)
+            created = second[("mailfarm_spool_files_created_total", "")]
+            reused = second[("mailfarm_spool_files_reused_total", "")]
+            self.assertEqual(created, 5)
+            self.assertGreaterEqual(reused, 2)
+            # Every file ever allocated is a spare now: none leaked, none lost.
+            self.assertEqual(len(os.listdir(spare_dir)), created - reused)
             for (name, labels), value in first.items():
                 fam = family_of(name, types)
                 if types.get(fam) == "counter" or (types.get(fam) == "histogram" and
