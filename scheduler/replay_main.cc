@@ -46,12 +46,13 @@ DESCRIPTION
     spool_dir/queue/ once and validates every queue file: magic, lengths,
     envelope and body checksums, recipient indexes, file name. A corrupt,
     truncated, zero-length or foreign file is moved to spool_dir/corrupt/
-    with a log line each; a file the crash tore before its sync (shorter
-    than its header says, or with unwritten zero blocks) is marked in that
-    line as never acknowledged: the scheduler answers 250 only once the file
-    and its directory entry are synced. So is a file whose envelope names
-    another queue id (the scheduler rewrites removed jobs' files for new
-    messages; a crash before the sync can leave old bytes under a new name). Every valid job is handed to the running scheduler
+    with a log line each. A file the crash tore before it reached the disk
+    (shorter than its header says, or with unwritten zero blocks), or whose
+    envelope names another queue id (the scheduler rewrites removed jobs'
+    files for new messages; a crash can leave old bytes under a new name), is
+    marked in that line: such a file was either never acknowledged, or is
+    held by the spool journal, from which the scheduler restored it when it
+    opened the spool (before this tool runs, under mailfarmd). Every valid job is handed to the running scheduler
     over control.sock (Adopt batches): the scheduler resumes it at the stage
     it had reached. A deferred job keeps its next attempt time, a job that was
     running is retried, recipients recorded as delivered or bounced are not
@@ -279,13 +280,14 @@ int main(int argc, char** argv) {
         why = file.status().message();
         if (TornBeforeItsSync(path, why)) {
           why +=
-              " (torn by a crash before its sync: this message was never "
-              "acknowledged, its sender got no 250)";
+              " (torn by a crash before it reached the disk: unless the "
+              "spool journal holds it, which the scheduler restores from when "
+              "it opens the spool, this message was never acknowledged)";
         } else if (why.ends_with("does not match the file name")) {
           why +=
               " (probably a reused spool file that a crash left holding an "
-              "earlier job's bytes: the message under this name was never "
-              "acknowledged)";
+              "earlier job's bytes: unless the spool journal holds the "
+              "message under this name, it was never acknowledged)";
         }
       }
       ++corrupt;

@@ -213,6 +213,9 @@ void FillProcessStats(Process& p, Stats* stats) {
         {"mailfarm_spool_fs_syncs_total", g.fs_syncs},
         {"mailfarm_spool_dir_syncs_total", g.dir_syncs},
         {"mailfarm_spool_max_batch", g.max_batch},
+        {"mailfarm_spool_journal_syncs_total", g.journal_syncs},
+        {"mailfarm_spool_journal_checkpoints_total", g.checkpoints},
+        {"mailfarm_spool_files_restored_total", g.restored},
         {"mailfarm_spool_failures_total", g.failures}}) {
     auto* sample = stats->add_samples();
     sample->set_name(name);
@@ -254,6 +257,7 @@ int RunScheduler(const farm::Config& config, const std::string& config_path) {
   options.io_threads = static_cast<int>(config.scheduler().io_threads());
   options.max_batch = config.scheduler().group_commit_max_batch();
   options.spare_files = config.scheduler().spool_spare_files();
+  options.journal_bytes = uint64_t{config.scheduler().spool_journal_mb()} << 20;
   auto store = FileSpoolStore::Open(options, p.tasks.get());
   if (!store.ok()) {
     std::fprintf(stderr, "mailfarm-scheduler: %s\n",

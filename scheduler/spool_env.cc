@@ -46,6 +46,18 @@ class PosixEnv : public SpoolEnv {
     }
     return farm::Status::Ok();
   }
+  farm::Status WriteAt(int fd, std::string_view data, uint64_t offset,
+                       const std::string& path) override {
+    while (!data.empty()) {
+      ssize_t n =
+          ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return farm::Status::FromErrno("write " + path, errno);
+      data.remove_prefix(static_cast<size_t>(n));
+      offset += static_cast<uint64_t>(n);
+    }
+    return farm::Status::Ok();
+  }
   farm::Status Write2(int fd, std::string_view first, std::string_view second,
                       const std::string& path) override {
     while (!first.empty()) {

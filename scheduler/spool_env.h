@@ -38,6 +38,9 @@ class SpoolEnv {
   // Writes every byte (short writes and EINTR retried).
   virtual farm::Status Write(int fd, std::string_view data,
                              const std::string& path) = 0;
+  // Writes every byte at `offset` (pwrite; the file offset does not move).
+  virtual farm::Status WriteAt(int fd, std::string_view data, uint64_t offset,
+                               const std::string& path) = 0;
   // Writes `first` then `second` with one writev where possible (a queue
   // file's header and body: one system call instead of two).
   virtual farm::Status Write2(int fd, std::string_view first,

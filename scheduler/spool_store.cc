@@ -17,8 +17,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <map>
 #include <optional>
 #include <set>
+#include <string_view>
 
 #include "scheduler/crc32c.h"
 
@@ -33,6 +35,7 @@ struct FileSpoolStore::Op {
   spool::Envelope envelope;
   std::string body;
   std::string record;  // kAppend
+  std::string header;  // kCreate: the queue file's header, kept for the journal
   uint64_t truncate_to = 0;
   std::function<void()> work;
 
@@ -101,6 +104,58 @@ std::vector<std::string> ListSpares(const std::string& spare_dir, size_t keep) {
   return spares;
 }
 
+// After a crash: every file the journal holds a create for and that is
+// missing or damaged (torn, or a reused spare still holding an older job's
+// bytes) is written again from the journal; a job whose removal reached the
+// journal is removed again (so it is not delivered twice). A valid file is
+// left alone: it may have state records appended since.
+farm::Status RecoverFromJournal(SpoolEnv* env, const std::string& root,
+                                const std::vector<SpoolJournal::Entry>& entries,
+                                GroupCommitStats* counts) {
+  std::map<std::string_view, const SpoolJournal::Entry*> creates;
+  std::set<std::string_view> removed;
+  for (const auto& e : entries) {
+    if (e.kind == SpoolJournal::Kind::kCreate) creates[e.qid] = &e;
+    if (e.kind == SpoolJournal::Kind::kRemove) removed.insert(e.qid);
+  }
+  auto path_of = [&](std::string_view qid) {
+    return root + "/queue/" + QueueIdHashDir(qid) + "/" + std::string(qid);
+  };
+  for (std::string_view qid : removed) {
+    if (!IsValidQueueId(qid)) continue;
+    std::string path = path_of(qid);
+    if (::access(path.c_str(), F_OK) == 0 && env->Unlink(path).ok()) {
+      ++counts->re_removed;
+      LOG(INFO) << qid << ": removed again (its removal was in the spool "
+                << "journal, the crash lost it)";
+    }
+  }
+  for (const auto& [qid, entry] : creates) {
+    if (removed.count(qid) > 0 || !IsValidQueueId(qid)) continue;
+    std::string path = path_of(qid);
+    auto file = ReadQueueFile(path);
+    if (file.ok()) continue;
+    std::string tmp = root + "/tmp/" + std::string(qid) + ".restore";
+    auto fd = env->CreateExclusive(tmp);
+    if (!fd.ok()) return fd.status();
+    farm::Status written = env->Write(fd->get(), entry->data, tmp);
+    if (written.ok()) written = env->Rename(tmp, path);
+    if (!written.ok()) {
+      (void)env->Unlink(tmp);
+      return written;
+    }
+    ++counts->restored;
+    LOG(WARNING) << qid << ": restored from the spool journal ("
+                 << file.status().message() << ")";
+  }
+  if (!entries.empty())
+    LOG(INFO) << "spool journal: " << creates.size() << " create(s) and "
+              << removed.size() << " removal(s) since the last checkpoint; "
+              << counts->restored << " file(s) restored, " << counts->re_removed
+              << " removed again";
+  return farm::Status::Ok();
+}
+
 farm::StatusOr<farm::UniqueFd> TakeLock(const std::string& spool_dir) {
   std::string path = spool_dir + "/lock";
   farm::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
@@ -152,16 +207,34 @@ farm::StatusOr<std::unique_ptr<FileSpoolStore>> FileSpoolStore::Open(
     if (!fd.ok()) return fd.status();
     dirs.emplace(dir, std::move(*fd));
   }
+  std::unique_ptr<SpoolJournal> journal;
+  GroupCommitStats recovered;
+  if (options.journal_bytes > 0) {
+    std::vector<SpoolJournal::Entry> entries;
+    auto opened = SpoolJournal::Open(env, root + "/journal",
+                                     options.journal_bytes, &entries);
+    if (!opened.ok()) return opened.status();
+    journal = std::move(*opened);
+    MAILFARM_RETURN_IF_ERROR(
+        RecoverFromJournal(env, root, entries, &recovered));
+    // What was restored, and every file written before the crash, durable;
+    // then the journal starts over.
+    MAILFARM_RETURN_IF_ERROR(env->SyncFilesystem(lock->get(), root));
+    MAILFARM_RETURN_IF_ERROR(journal->Checkpoint());
+  }
   std::unique_ptr<FileSpoolStore> store(
       new FileSpoolStore(options, tasks, std::move(*lock), std::move(dirs),
-                         ListSpares(root + "/spare", options.spare_files)));
+                         ListSpares(root + "/spare", options.spare_files),
+                         std::move(journal), recovered));
   return store;
 }
 
 FileSpoolStore::FileSpoolStore(Options options, LoopTasks* tasks,
                                farm::UniqueFd lock_fd,
                                std::map<std::string, farm::UniqueFd> queue_dirs,
-                               std::vector<std::string> spares)
+                               std::vector<std::string> spares,
+                               std::unique_ptr<SpoolJournal> journal,
+                               GroupCommitStats recovered)
     : options_(std::move(options)),
       env_(options_.env != nullptr ? options_.env : PosixSpoolEnv()),
       clock_(options_.clock != nullptr ? options_.clock : farm::RealClock()),
@@ -169,6 +242,8 @@ FileSpoolStore::FileSpoolStore(Options options, LoopTasks* tasks,
       lock_fd_(std::move(lock_fd)),
       queue_dirs_(std::move(queue_dirs)),
       spares_(std::move(spares)),
+      journal_(std::move(journal)),
+      stats_(recovered),
       alive_(std::make_shared<bool>(true)) {
   if (options_.max_batch < 1) options_.max_batch = 1;
   int threads = std::max(1, options_.io_threads);
@@ -349,7 +424,8 @@ void FileSpoolStore::WriteOne(Op& op) {
   if (op.kind == Op::Kind::kCreate) {
     op.envelope.set_body_size(op.body.size());
     op.envelope.set_body_crc32c(Crc32c(op.body));
-    std::string header = EncodeQueueHeader(op.envelope);
+    op.header = EncodeQueueHeader(op.envelope);
+    const std::string& header = op.header;
     op.body_offset = header.size();
     // A spare file is rewritten whole, its stale tail cut off; the name check
     // of every reader (the file's name must equal envelope.qid) keeps its old
@@ -376,8 +452,7 @@ void FileSpoolStore::WriteOne(Op& op) {
     if (op.status.ok() && op.reused)
       op.status = env_->Truncate(op.fd.get(), header.size() + op.body.size(),
                                  op.tmp_path);
-    std::string().swap(op.body);  // the bytes are in the page cache now
-    return;
+    return;  // header and body stay for the journal until the sync
   }
   auto fd = env_->OpenAppend(op.path);
   if (!fd.ok()) {
@@ -414,6 +489,11 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch) {
   size_t writes = 0;
   for (auto& op : batch) writes += op->fd && op->status.ok();
   if (writes > 0) SyncBatch(batch, writes, &delta);
+  if (journal_ != nullptr && journal_->HasPending()) WriteRemovals(&delta);
+  for (auto& op : batch) {  // the bytes are in the page cache now
+    std::string().swap(op->body);
+    std::string().swap(op->header);
+  }
   bool no_space = false;
   for (auto& op : batch) {
     switch (op->kind) {
@@ -454,6 +534,8 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch) {
     if (delta.files > 0) ++stats_.batches;
     stats_.files += delta.files;
     stats_.reused += delta.reused;
+    stats_.journal_syncs += delta.journal_syncs;
+    stats_.checkpoints += delta.checkpoints;
     stats_.data_syncs += delta.data_syncs;
     stats_.fs_syncs += delta.fs_syncs;
     stats_.dir_syncs += delta.dir_syncs;
@@ -500,6 +582,7 @@ void FileSpoolStore::RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch) {
 // SpoolStore::Reuse), while there is room for it and when it is small (a
 // spare holds its blocks); otherwise it is unlinked.
 void FileSpoolStore::RemoveOne(Op& op) {
+  if (journal_ != nullptr) journal_->AddRemove(op.qid);
   if (op.reuse_allowed && spares_.size() < options_.spare_files) {
     auto size = env_->FileSize(op.path);
     if (size.ok() && *size <= options_.spare_max_bytes) {
@@ -525,6 +608,16 @@ void FileSpoolStore::DropSpares() {
 void FileSpoolStore::SyncBatch(std::vector<std::unique_ptr<Op>>& batch,
                                size_t writes, GroupCommitStats* stats) {
   auto syncing = [](const Op& op) { return op.fd && op.status.ok(); };
+  if (journal_ != nullptr) {
+    farm::Status journaled = CommitToJournal(batch, stats);
+    if (journaled.ok()) {
+      for (auto& op : batch) op->fd.Reset();
+      return;
+    }
+    if (journaled.code() != farm::Status::Code::kNotFound)
+      LOG(WARNING) << "spool: " << journaled.message()
+                   << "; making the batch durable with syncfs instead";
+  }
   if (options_.syncfs_min_batch > 0 && writes >= options_.syncfs_min_batch) {
     farm::Status synced =
         env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir);
@@ -607,6 +700,55 @@ void FileSpoolStore::Finish(Op& op) {
       op.status_done(op.status);
       break;
   }
+}
+
+}  // namespace mailfarm::scheduler
+
+namespace mailfarm::scheduler {
+
+// The journal takes a batch whose every write is a create of at most
+// SpoolJournal::kMaxFileBytes (kNotFound otherwise: not an error, the batch
+// goes to syncfs). A journal too full for the batch is checkpointed first.
+farm::Status FileSpoolStore::CommitToJournal(
+    std::vector<std::unique_ptr<Op>>& batch, GroupCommitStats* stats) {
+  size_t bytes = 0, count = 0;
+  for (const auto& op : batch) {
+    if (!op->fd || !op->status.ok()) continue;
+    size_t size = op->header.size() + op->body.size();
+    if (op->kind != Op::Kind::kCreate || size > SpoolJournal::kMaxFileBytes)
+      return farm::Status::NotFound("not for the journal");
+    bytes += size;
+    ++count;
+  }
+  if (!journal_->Fits(bytes, count)) {
+    MAILFARM_RETURN_IF_ERROR(CheckpointJournal(stats));
+    if (!journal_->Fits(bytes, count))
+      return farm::Status::NotFound("batch larger than the journal");
+  }
+  for (const auto& op : batch) {
+    if (op->fd && op->status.ok())
+      journal_->AddCreate(op->qid, op->header, op->body);
+  }
+  ++stats->journal_syncs;
+  return journal_->Commit();
+}
+
+// Every queue file and directory entry made durable (syncfs), then the
+// journal starts over.
+farm::Status FileSpoolStore::CheckpointJournal(GroupCommitStats* stats) {
+  ++stats->fs_syncs;
+  MAILFARM_RETURN_IF_ERROR(
+      env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir));
+  ++stats->checkpoints;
+  return journal_->Checkpoint();
+}
+
+// Removals recorded in the journal without a sync of their own, as an unlink
+// is not synced: a later commit or the kernel's write-back carries them.
+void FileSpoolStore::WriteRemovals(GroupCommitStats* stats) {
+  farm::Status status =
+      journal_->Fits(0, 0) ? journal_->Write() : CheckpointJournal(stats);
+  if (!status.ok()) LOG(WARNING) << "spool journal: " << status.message();
 }
 
 }  // namespace mailfarm::scheduler

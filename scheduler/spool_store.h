@@ -25,6 +25,7 @@
 #include "scheduler/queue_id.h"
 #include "scheduler/spool_env.h"
 #include "scheduler/spool_file.h"
+#include "scheduler/spool_journal.h"
 #include "spool.pb.h"
 
 namespace mailfarm::scheduler {
@@ -107,6 +108,10 @@ struct GroupCommitStats {
   uint64_t dir_syncs = 0;   // directory fsync calls
   uint64_t max_batch = 0;
   uint64_t failures = 0;
+  uint64_t journal_syncs = 0;  // batches made durable by the journal
+  uint64_t checkpoints = 0;    // journal checkpoints (one syncfs each)
+  uint64_t restored = 0;       // files restored from the journal at open
+  uint64_t re_removed = 0;     // removed jobs' files removed again at open
 };
 
 class FileSpoolStore : public SpoolStore {
@@ -137,6 +142,12 @@ class FileSpoolStore : public SpoolStore {
     // (bench/inject/README.md). 0 unlinks removed files.
     size_t spare_files = 1024;
     uint64_t spare_max_bytes = 64 * 1024;
+    // The write-ahead journal's size (spool/journal, see spool_journal.h); 0
+    // makes every batch durable with syncfs. With it, a batch of new files
+    // costs one sequential write and one fdatasync; measured with
+    // bench/inject on the shared VM, 32 clients went from 670-740 to
+    // 1,220-3,950 durable injections/s (bench/inject/README.md).
+    uint64_t journal_bytes = 0;
   };
 
   // Creates the tree (spool 0750, subdirectories 0700), takes the exclusive
@@ -171,7 +182,9 @@ class FileSpoolStore : public SpoolStore {
   struct Op;
   FileSpoolStore(Options options, LoopTasks* tasks, farm::UniqueFd lock_fd,
                  std::map<std::string, farm::UniqueFd> queue_dirs,
-                 std::vector<std::string> spares);
+                 std::vector<std::string> spares,
+                 std::unique_ptr<SpoolJournal> journal,
+                 GroupCommitStats recovered);
   void Submit(std::unique_ptr<Op> op);
   void WorkerLoop();
   void RunBatch(std::vector<std::unique_ptr<Op>>& batch);
@@ -179,6 +192,10 @@ class FileSpoolStore : public SpoolStore {
   void RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch);
   void RemoveOne(Op& op);
   void DropSpares();
+  farm::Status CommitToJournal(std::vector<std::unique_ptr<Op>>& batch,
+                               GroupCommitStats* stats);
+  farm::Status CheckpointJournal(GroupCommitStats* stats);
+  void WriteRemovals(GroupCommitStats* stats);
   void SyncBatch(std::vector<std::unique_ptr<Op>>& batch, size_t writes,
                  GroupCommitStats* stats);
   void FinishCreate(Op& op);  // loop thread
@@ -196,6 +213,8 @@ class FileSpoolStore : public SpoolStore {
   // Paths in spool/spare/ ready to be rewritten; only the committer (one
   // thread at a time, handed over under mu_) touches it.
   std::vector<std::string> spares_;
+  // Committer only, like spares_; nullptr without a journal.
+  std::unique_ptr<SpoolJournal> journal_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Op>> queue_;  // guarded by mu_

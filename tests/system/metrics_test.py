@@ -96,6 +96,9 @@ class MetricsTest(unittest.TestCase):
             created = second[("mailfarm_spool_files_created_total", "")]
             reused = second[("mailfarm_spool_files_reused_total", "")]
             self.assertEqual(created, 5)
+            # Small messages are made durable by the spool journal, not syncfs.
+            self.assertGreaterEqual(second[("mailfarm_spool_journal_syncs_total", "")], 1)
+            self.assertEqual(second[("mailfarm_spool_fs_syncs_total", "")], 0)
             self.assertGreaterEqual(reused, 2)
             # Every file ever allocated is a spare now: none leaked, none lost.
             self.assertEqual(len(os.listdir(spare_dir)), created - reused)

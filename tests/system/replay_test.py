@@ -1,8 +1,9 @@
 """mailfarm-replay against real spools: corrupt, truncated, zero-length, foreign,
-body-less and misnamed (a stale reused file) files are quarantined with a log line each while every valid job
-is delivered; --check only reports; a second run adopts nothing twice; a
-deferred job keeps its next attempt time and a delivered recipient is not
-delivered again after a restart."""
+body-less and misnamed (a stale reused file) files are quarantined with a log
+line each while every valid job is delivered; acknowledged files a crash lost
+or damaged are restored from the spool journal; --check only reports; a second
+run adopts nothing twice; a deferred job keeps its next attempt time and a
+delivered recipient is not delivered again after a restart."""
 
 import json
 import os
@@ -102,6 +103,40 @@ class ReplayTest(unittest.TestCase):
             self.assertIn("quarantined 0", r.stdout)
             self.assertEqual(len(second.maildir_messages("alice")), 5)
             self.assertTrue(second.daemon.alive())
+
+    def test_acknowledged_files_a_crash_lost_are_restored_from_the_journal(self):
+        # Three messages got their 250 and wait (no local farm). Then what a
+        # power cut can leave of files whose bytes were only in the spool
+        # journal: one gone, one torn, one holding another job's bytes.
+        first = h.MailfarmSystem(extra=HOLD_LOCAL)
+        root = first.root
+        try:
+            first.start()
+            for i in range(3):
+                send(first, ["dave@localhost"], "journaled-%d" % i)
+            h.wait_for(lambda: len(first.queue_files()) == 3, 30, what="three queued jobs")
+        finally:
+            first.stop()
+        files = sorted(first.queue_files())
+        with open(files[0], "rb") as f:
+            other_job = f.read()
+        os.remove(files[0])
+        with open(files[1], "r+b") as f:
+            f.truncate(os.path.getsize(files[1]) // 2)
+        with open(files[2], "wb") as f:
+            f.write(other_job)
+
+        second = h.MailfarmSystem(root=root)
+        with second:
+            h.wait_for(lambda: len(second.maildir_messages("dave")) == 3, 60,
+                       what="all three messages delivered")
+            log = second.log()
+            for path in files:
+                self.assertIn("%s: restored from the spool journal" % os.path.basename(path), log)
+            subjects = sorted(m.split(b"Subject: ")[1].split(b"\n")[0].strip().decode()
+                              for m in second.maildir_messages("dave"))
+            self.assertEqual(subjects, ["journaled-0", "journaled-1", "journaled-2"])
+            self.assertEqual(os.listdir(os.path.join(root, "spool", "corrupt")), [])
 
     def test_running_twice_while_jobs_wait_adopts_nothing_twice(self):
         system = h.MailfarmSystem(extra=HOLD_LOCAL)

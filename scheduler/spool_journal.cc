@@ -1,0 +1,196 @@
+// spool_journal.cc: the journal's record format, its scan at open and its
+// aligned, batched writes (see spool_journal.h).
+#include "scheduler/spool_journal.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include "scheduler/crc32c.h"
+
+namespace mailfarm::scheduler {
+
+namespace {
+
+constexpr uint32_t kMagic = 0x314a464d;  // "MFJ1", little-endian
+constexpr size_t kHeaderBytes = 24;
+// magic(4) crc(4) generation(8) kind(1) qid length(1) reserved(2) length(4)
+constexpr size_t kCrcAt = 4, kGenerationAt = 8, kKindAt = 16, kQidLengthAt = 17,
+                 kLengthAt = 20;
+constexpr uint64_t kBlock = 4096;
+
+template <typename T>
+T Load(const char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename T>
+void Store(std::string* out, size_t at, T v) {
+  std::memcpy(out->data() + at, &v, sizeof v);
+}
+
+// A generation nobody used before: a stale record left in the file by an
+// earlier generation can then never pass for one of the current one.
+uint64_t NewGeneration() {
+  std::random_device random;
+  uint64_t g = (uint64_t{random()} << 32) ^ random();
+  return g == 0 ? 1 : g;
+}
+
+// The record at data[pos]: its size, or 0 when there is none (end of file,
+// torn, corrupt or of another generation than *generation; 0 there takes
+// any).
+size_t ParseRecord(std::string_view data, size_t pos, uint64_t* generation,
+                   SpoolJournal::Entry* entry) {
+  if (data.size() - pos < kHeaderBytes) return 0;
+  const char* p = data.data() + pos;
+  if (Load<uint32_t>(p) != kMagic) return 0;
+  uint64_t gen = Load<uint64_t>(p + kGenerationAt);
+  if (*generation != 0 && gen != *generation) return 0;
+  size_t qid_length = static_cast<uint8_t>(p[kQidLengthAt]);
+  uint64_t length = Load<uint32_t>(p + kLengthAt);
+  uint64_t size = kHeaderBytes + qid_length + length;
+  if (size > data.size() - pos) return 0;
+  if (Crc32c(data.substr(pos + kGenerationAt, size - kGenerationAt)) !=
+      Load<uint32_t>(p + kCrcAt))
+    return 0;
+  *generation = gen;
+  entry->kind = static_cast<SpoolJournal::Kind>(p[kKindAt]);
+  entry->qid.assign(p + kHeaderBytes, qid_length);
+  entry->data.assign(p + kHeaderBytes + qid_length, length);
+  return size;
+}
+
+farm::StatusOr<std::string> ReadWhole(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0)
+    return farm::Status::FromErrno("stat " + path, errno);
+  std::string data(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::pread(fd, data.data() + done, data.size() - done,
+                        static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return farm::Status::FromErrno("read " + path, errno);
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  data.resize(done);
+  return data;
+}
+
+}  // namespace
+
+farm::StatusOr<std::unique_ptr<SpoolJournal>> SpoolJournal::Open(
+    SpoolEnv* env, const std::string& path, uint64_t capacity,
+    std::vector<Entry>* entries) {
+  farm::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) return farm::Status::FromErrno("open " + path, errno);
+  auto data = ReadWhole(fd.get(), path);
+  if (!data.ok()) return data.status();
+  entries->clear();
+  // The first record is the checkpoint that began the generation; none (a
+  // new file, or a checkpoint torn after its syncfs had made every file
+  // durable) means nothing to recover.
+  uint64_t generation = 0;
+  Entry entry;
+  size_t pos = ParseRecord(*data, 0, &generation, &entry);
+  if (pos > 0 && entry.kind != Kind::kCheckpoint) pos = 0;
+  while (pos > 0) {
+    size_t size = ParseRecord(*data, pos, &generation, &entry);
+    if (size == 0) break;
+    if (entry.kind == Kind::kCreate || entry.kind == Kind::kRemove)
+      entries->push_back(std::move(entry));
+    pos += size;
+  }
+  // No generation until the caller's Checkpoint: nothing can be written
+  // before what was found has been dealt with.
+  std::unique_ptr<SpoolJournal> journal(new SpoolJournal(
+      env, path, std::move(fd), std::max<uint64_t>(capacity, 1 << 20)));
+  return journal;
+}
+
+SpoolJournal::SpoolJournal(SpoolEnv* env, std::string path, farm::UniqueFd fd,
+                           uint64_t capacity)
+    : env_(env),
+      path_(std::move(path)),
+      fd_(std::move(fd)),
+      capacity_(capacity) {}
+
+bool SpoolJournal::Fits(size_t file_bytes, size_t count) const {
+  if (generation_ == 0) return false;  // no checkpoint yet (or a failed one)
+  uint64_t need =
+      pending_.size() + file_bytes + count * (kHeaderBytes + 16) + 2 * kBlock;
+  return end_ + need <= capacity_;
+}
+
+void SpoolJournal::AddRecord(Kind kind, std::string_view qid,
+                             std::string_view first, std::string_view second) {
+  size_t start = pending_.size();
+  pending_.resize(start + kHeaderBytes);
+  pending_.append(qid);
+  pending_.append(first);
+  pending_.append(second);
+  Store<uint32_t>(&pending_, start, kMagic);
+  Store<uint64_t>(&pending_, start + kGenerationAt, generation_);
+  pending_[start + kKindAt] = static_cast<char>(kind);
+  pending_[start + kQidLengthAt] = static_cast<char>(qid.size());
+  Store<uint16_t>(&pending_, start + kQidLengthAt + 1, 0);
+  Store<uint32_t>(&pending_, start + kLengthAt,
+                  static_cast<uint32_t>(first.size() + second.size()));
+  Store<uint32_t>(
+      &pending_, start + kCrcAt,
+      Crc32c(std::string_view(pending_).substr(start + kGenerationAt)));
+}
+
+void SpoolJournal::AddCreate(std::string_view qid, std::string_view header,
+                             std::string_view body) {
+  AddRecord(Kind::kCreate, qid, header, body);
+}
+
+void SpoolJournal::AddRemove(std::string_view qid) {
+  AddRecord(Kind::kRemove, qid, {}, {});
+}
+
+farm::Status SpoolJournal::WritePending(bool sync) {
+  if (pending_.empty()) return farm::Status::Ok();
+  // Pad to the next 4 KiB boundary, so that the next write starts on a fresh
+  // sector.
+  size_t gap = (kBlock - pending_.size() % kBlock) % kBlock;
+  if (gap > 0 && gap < kHeaderBytes) gap += kBlock;
+  if (gap > 0)
+    AddRecord(Kind::kPad, {}, std::string(gap - kHeaderBytes, '\0'), {});
+  farm::Status status = env_->WriteAt(fd_.get(), pending_, end_, path_);
+  if (status.ok() && sync) status = env_->DataSync(fd_.get(), path_);
+  if (status.ok()) {
+    end_ += pending_.size();
+  } else {
+    // What was written may be on disk, and a later, shorter write would not
+    // cover all of it: only a new generation makes sure it is never read.
+    generation_ = 0;
+  }
+  pending_.clear();
+  return status;
+}
+
+farm::Status SpoolJournal::Commit() { return WritePending(/*sync=*/true); }
+
+farm::Status SpoolJournal::Write() { return WritePending(/*sync=*/false); }
+
+farm::Status SpoolJournal::Checkpoint() {
+  pending_.clear();
+  end_ = 0;
+  generation_ = NewGeneration();
+  AddRecord(Kind::kCheckpoint, {}, {}, {});
+  farm::Status status = WritePending(/*sync=*/true);
+  if (!status.ok()) generation_ = 0;  // Fits refuses until one succeeds
+  return status;
+}
+
+}  // namespace mailfarm::scheduler

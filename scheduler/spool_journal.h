@@ -1,0 +1,98 @@
+// spool_journal.h: the spool's write-ahead journal (spool/journal). A batch of
+// new queue files is made durable by appending their bytes to the journal and
+// one fdatasync of it (one sequential write, one cache flush) instead of a
+// syncfs that writes back every new file, inode and directory entry. The
+// queue files reach the disk later: at the next checkpoint (a syncfs, when the
+// journal is full) or by the kernel's write-back. After a crash,
+// FileSpoolStore::Open restores from the journal every file written since the
+// last checkpoint that is missing or damaged. Used by FileSpoolStore only.
+#ifndef MAILFARM_SCHEDULER_SPOOL_JOURNAL_H_
+#define MAILFARM_SCHEDULER_SPOOL_JOURNAL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "farm/status.h"
+#include "farm/unique_fd.h"
+#include "scheduler/spool_env.h"
+
+namespace mailfarm::scheduler {
+
+// The file is a sequence of records, each `MFJ1 | crc32c | generation |
+// kind | qid length | data length | qid | data`, the crc covering everything
+// after it. A checkpoint starts a new generation with a record at offset 0;
+// reading stops at the first record that is torn, corrupt or of another
+// generation, so what a reader finds is exactly what was written since the
+// last checkpoint. Every write starts on a 4 KiB boundary (padding records
+// fill the gaps), so a write torn by a crash never touches a sector of an
+// earlier, acknowledged one.
+class SpoolJournal {
+ public:
+  enum class Kind : uint8_t {
+    kCheckpoint = 1,
+    kCreate = 2,
+    kRemove = 3,
+    kPad = 4
+  };
+  struct Entry {
+    Kind kind;
+    std::string qid;
+    std::string data;  // kCreate: the queue file as created (header + body)
+  };
+  // A create larger than this is made durable by syncfs instead: writing it
+  // twice (file and journal) would cost more than it saves.
+  static constexpr size_t kMaxFileBytes = 256 * 1024;
+
+  // Opens (creating if missing) the journal at `path`; `entries` receives the
+  // creates and removes written since the last checkpoint, in order.
+  // `capacity` bounds the file's size (at least 1 MiB). Nothing can be added
+  // before the caller has dealt with the entries and called Checkpoint.
+  static farm::StatusOr<std::unique_ptr<SpoolJournal>> Open(
+      SpoolEnv* env, const std::string& path, uint64_t capacity,
+      std::vector<Entry>* entries);
+
+  // Whether the pending records plus creates of `file_bytes` in all (`count`
+  // files) still fit before the journal must be checkpointed.
+  bool Fits(size_t file_bytes, size_t count) const;
+  void AddCreate(std::string_view qid, std::string_view header,
+                 std::string_view body);
+  // A removal, written with the next Write or Commit: a crash after it was
+  // written does not bring the job back (see FileSpoolStore's Open).
+  void AddRemove(std::string_view qid);
+  bool HasPending() const { return !pending_.empty(); }
+  // Writes the pending records after the last ones. Commit also makes them
+  // durable (fdatasync); Write leaves them to the kernel's write-back (as an
+  // unlink is). On failure the pending records are dropped and nothing more
+  // fits until a Checkpoint (so what the failed write left is never read).
+  farm::Status Commit();
+  farm::Status Write();
+  // Call once every queue file and directory entry is durable (after a
+  // syncfs): starts a new generation at offset 0 (synced). Pending removals
+  // are dropped: the syncfs made them durable.
+  farm::Status Checkpoint();
+
+  uint64_t generation() const { return generation_; }
+  uint64_t end() const { return end_; }
+
+ private:
+  SpoolJournal(SpoolEnv* env, std::string path, farm::UniqueFd fd,
+               uint64_t capacity);
+  void AddRecord(Kind kind, std::string_view qid, std::string_view first,
+                 std::string_view second);
+  farm::Status WritePending(bool sync);
+
+  SpoolEnv* env_;
+  std::string path_;
+  farm::UniqueFd fd_;
+  uint64_t capacity_;
+  uint64_t generation_ = 0;
+  uint64_t end_ = 0;     // where the next write starts (4 KiB aligned)
+  std::string pending_;  // encoded records not yet written
+};
+
+}  // namespace mailfarm::scheduler
+
+#endif  // MAILFARM_SCHEDULER_SPOOL_JOURNAL_H_

@@ -1,0 +1,147 @@
+// spool_journal_test.cc: the journal's records survive a reopen; a checkpoint
+// forgets them; a torn or corrupt tail, stale records of an older generation
+// and a torn checkpoint end the scan; every write starts on a 4 KiB boundary.
+#include "scheduler/spool_journal.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace mailfarm::scheduler {
+namespace {
+
+class SpoolJournalTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/spool_journal_test.XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    path_ = dir_ + "/journal";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Opens the journal, returns what it found, and (like the store) starts a
+  // new generation unless told not to.
+  std::unique_ptr<SpoolJournal> Open(std::vector<SpoolJournal::Entry>* found,
+                                     bool checkpoint = true) {
+    auto journal = SpoolJournal::Open(PosixSpoolEnv(), path_, capacity_, found);
+    EXPECT_TRUE(journal.ok()) << journal.status().message();
+    if (!journal.ok()) return nullptr;
+    if (checkpoint) {
+      EXPECT_TRUE((*journal)->Checkpoint().ok());
+    }
+    return std::move(*journal);
+  }
+  std::vector<SpoolJournal::Entry> Reopen() {
+    std::vector<SpoolJournal::Entry> found;
+    Open(&found, /*checkpoint=*/false);
+    return found;
+  }
+  void Corrupt(uint64_t offset) {
+    std::fstream f(path_, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(offset));
+    f.put('\xff');
+  }
+
+  std::string dir_, path_;
+  uint64_t capacity_ = 4 << 20;
+};
+
+TEST_F(SpoolJournalTest, CommittedRecordsAreFoundInOrder) {
+  std::vector<SpoolJournal::Entry> found;
+  auto journal = Open(&found);
+  EXPECT_TRUE(found.empty());
+  journal->AddCreate("01a2341dd5520000", "HEAD", "body one");
+  journal->AddCreate("01a2341dd5520001", "HEAD", std::string(9000, 'b'));
+  journal->AddRemove("01a2341dd5520000");
+  ASSERT_TRUE(journal->Commit().ok());
+  EXPECT_EQ(journal->end() % 4096, 0u);
+  journal->AddRemove("01a2341dd5520001");
+  ASSERT_TRUE(journal->Write().ok());  // not synced, still read back
+  journal.reset();
+
+  auto entries = Reopen();
+  ASSERT_EQ(entries.size(), 4u);
+  EXPECT_EQ(entries[0].kind, SpoolJournal::Kind::kCreate);
+  EXPECT_EQ(entries[0].qid, "01a2341dd5520000");
+  EXPECT_EQ(entries[0].data, "HEADbody one");
+  EXPECT_EQ(entries[1].data, "HEAD" + std::string(9000, 'b'));
+  EXPECT_EQ(entries[2].kind, SpoolJournal::Kind::kRemove);
+  EXPECT_EQ(entries[2].qid, "01a2341dd5520000");
+  EXPECT_EQ(entries[3].qid, "01a2341dd5520001");
+}
+
+TEST_F(SpoolJournalTest, CheckpointForgetsWhatCameBefore) {
+  std::vector<SpoolJournal::Entry> found;
+  auto journal = Open(&found);
+  for (int i = 0; i < 50; ++i)
+    journal->AddCreate("01a2341dd552" + std::to_string(1000 + i), "H",
+                       std::string(5000, 'x'));
+  ASSERT_TRUE(journal->Commit().ok());
+  ASSERT_TRUE(journal->Checkpoint().ok());
+  EXPECT_TRUE(Reopen().empty());
+  // The older generation's records behind the new ones end the scan.
+  journal->AddCreate("01a2341dd5529999", "H", "new");
+  ASSERT_TRUE(journal->Commit().ok());
+  auto entries = Reopen();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].qid, "01a2341dd5529999");
+}
+
+TEST_F(SpoolJournalTest, TornOrCorruptTailEndsTheScan) {
+  std::vector<SpoolJournal::Entry> found;
+  auto journal = Open(&found);
+  journal->AddCreate("01a2341dd5520000", "H", "first");
+  ASSERT_TRUE(journal->Commit().ok());
+  uint64_t second_at = journal->end();
+  journal->AddCreate("01a2341dd5520001", "H", std::string(6000, 's'));
+  journal->AddCreate("01a2341dd5520002", "H", "third");
+  ASSERT_TRUE(journal->Commit().ok());
+  Corrupt(second_at + 100);  // inside the second record's data
+  auto entries = Reopen();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].qid, "01a2341dd5520000");
+
+  // A write cut short by the crash: the file ends inside a record.
+  std::filesystem::resize_file(path_, second_at + 30);
+  entries = Reopen();
+  ASSERT_EQ(entries.size(), 1u);
+}
+
+TEST_F(SpoolJournalTest, TornCheckpointMeansNothingToRecover) {
+  std::vector<SpoolJournal::Entry> found;
+  auto journal = Open(&found);
+  journal->AddCreate("01a2341dd5520000", "H", "x");
+  ASSERT_TRUE(journal->Commit().ok());
+  journal.reset();
+  Corrupt(10);  // the checkpoint record at offset 0
+  EXPECT_TRUE(Reopen().empty());
+}
+
+TEST_F(SpoolJournalTest, NothingIsWrittenBeforeTheFirstCheckpoint) {
+  std::vector<SpoolJournal::Entry> found;
+  auto journal = Open(&found, /*checkpoint=*/false);
+  EXPECT_FALSE(journal->Fits(10, 1));
+  ASSERT_TRUE(journal->Checkpoint().ok());
+  EXPECT_TRUE(journal->Fits(10, 1));
+}
+
+TEST_F(SpoolJournalTest, FitsStopsBeforeTheCapacity) {
+  capacity_ = 1 << 20;
+  std::vector<SpoolJournal::Entry> found;
+  auto journal = Open(&found);
+  int committed = 0;
+  while (journal->Fits(5000, 1)) {
+    journal->AddCreate("01a2341dd5520000", "H", std::string(4999, 'x'));
+    ASSERT_TRUE(journal->Commit().ok());
+    ++committed;
+  }
+  EXPECT_LE(journal->end(), capacity_);
+  // Each commit took one 8 KiB-aligned slot (5 KB data padded).
+  EXPECT_GE(committed, 100);
+  EXPECT_EQ(Reopen().size(), static_cast<size_t>(committed));
+}
+
+}  // namespace
+}  // namespace mailfarm::scheduler
