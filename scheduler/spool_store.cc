@@ -84,31 +84,47 @@ void CleanTemp(const std::string& tmp_dir) {
               << tmp_dir;
 }
 
-// The files a previous run left in spool/spare/ (their contents are stale,
-// and a create rewrites all of a file); beyond `keep` they are removed.
-std::vector<std::string> ListSpares(const std::string& spare_dir, size_t keep) {
-  std::vector<std::string> spares;
+// Removes what an earlier run left in spool/spare/. Those files are not
+// reused: after a crash the unsynced renames that made them spares may have
+// survived only in part, so a spare's inode can also be a live job's file
+// (e2fsck then counts two links); unlinking the spare name leaves that file
+// alone.
+void RemoveLeftoverSpares(const std::string& spare_dir) {
   DIR* dir = ::opendir(spare_dir.c_str());
-  if (dir == nullptr) return spares;
+  if (dir == nullptr) return;
   while (dirent* entry = ::readdir(dir)) {
     std::string name = entry->d_name;
     if (name == "." || name == "..") continue;
-    std::string path = spare_dir + "/" + name;
-    if (spares.size() < keep && entry->d_type == DT_REG) {
-      spares.push_back(std::move(path));
-    } else {
-      (void)::unlink(path.c_str());
-    }
+    (void)::unlink((spare_dir + "/" + name).c_str());
   }
   ::closedir(dir);
-  return spares;
 }
 
-// After a crash: every file the journal holds a create for and that is
-// missing or damaged (torn, or a reused spare still holding an older job's
-// bytes) is written again from the journal; a job whose removal reached the
-// journal is removed again (so it is not delivered twice). A valid file is
-// left alone: it may have state records appended since.
+// The whole file (queue files the journal covers are at most 256 KiB); empty
+// when it cannot be read.
+std::string ReadSmallFile(const std::string& path) {
+  farm::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  std::string data;
+  if (!fd) return data;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    data.append(buf, static_cast<size_t>(n));
+    if (data.size() > SpoolJournal::kMaxFileBytes + 4096) break;
+  }
+  return data;
+}
+
+// After a crash: every file the journal holds a create for is made exactly
+// what the journal holds (rewritten unless it already is: missing, torn, a
+// reused spare still holding an older job's bytes, or with the older job's
+// state records after the new bytes); a job whose removal reached the
+// journal is removed again (so it is not delivered twice). Rewriting loses
+// nothing: a file whose state records were made durable was made durable by
+// a syncfs, and every syncfs is followed by a checkpoint, which takes its
+// create out of the journal.
 farm::Status RecoverFromJournal(SpoolEnv* env, const std::string& root,
                                 const std::vector<SpoolJournal::Entry>& entries,
                                 GroupCommitStats* counts) {
@@ -133,8 +149,18 @@ farm::Status RecoverFromJournal(SpoolEnv* env, const std::string& root,
   for (const auto& [qid, entry] : creates) {
     if (removed.count(qid) > 0 || !IsValidQueueId(qid)) continue;
     std::string path = path_of(qid);
-    auto file = ReadQueueFile(path);
-    if (file.ok()) continue;
+    std::string found = ReadSmallFile(path);
+    if (found == entry->data) continue;
+    std::string why;
+    if (::access(path.c_str(), F_OK) != 0) {
+      why = "the file was missing";
+    } else if (auto file = ReadQueueFile(path); !file.ok()) {
+      why = file.status().message();
+    } else {
+      why = "the file held " + std::to_string(found.size()) +
+            " bytes, the journal " + std::to_string(entry->data.size());
+    }
+    // A new inode under the name: the old one may have another name too.
     std::string tmp = root + "/tmp/" + std::string(qid) + ".restore";
     auto fd = env->CreateExclusive(tmp);
     if (!fd.ok()) return fd.status();
@@ -145,8 +171,7 @@ farm::Status RecoverFromJournal(SpoolEnv* env, const std::string& root,
       return written;
     }
     ++counts->restored;
-    LOG(WARNING) << qid << ": restored from the spool journal ("
-                 << file.status().message() << ")";
+    LOG(WARNING) << qid << ": restored from the spool journal (" << why << ")";
   }
   if (!entries.empty())
     LOG(INFO) << "spool journal: " << creates.size() << " create(s) and "
@@ -207,24 +232,33 @@ farm::StatusOr<std::unique_ptr<FileSpoolStore>> FileSpoolStore::Open(
     if (!fd.ok()) return fd.status();
     dirs.emplace(dir, std::move(*fd));
   }
+  RemoveLeftoverSpares(root + "/spare");
+  // A journal is read whenever one exists, even when it is now turned off:
+  // messages acknowledged through it may exist nowhere else.
   std::unique_ptr<SpoolJournal> journal;
   GroupCommitStats recovered;
-  if (options.journal_bytes > 0) {
+  std::string journal_path = root + "/journal";
+  bool journal_exists = ::access(journal_path.c_str(), F_OK) == 0;
+  if (options.journal_bytes > 0 || journal_exists) {
     std::vector<SpoolJournal::Entry> entries;
-    auto opened = SpoolJournal::Open(env, root + "/journal",
-                                     options.journal_bytes, &entries);
+    auto opened =
+        SpoolJournal::Open(env, journal_path, options.journal_bytes, &entries);
     if (!opened.ok()) return opened.status();
     journal = std::move(*opened);
     MAILFARM_RETURN_IF_ERROR(
         RecoverFromJournal(env, root, entries, &recovered));
     // What was restored, and every file written before the crash, durable;
-    // then the journal starts over.
+    // then the journal starts over (or goes, when turned off).
     MAILFARM_RETURN_IF_ERROR(env->SyncFilesystem(lock->get(), root));
-    MAILFARM_RETURN_IF_ERROR(journal->Checkpoint());
+    if (options.journal_bytes > 0) {
+      MAILFARM_RETURN_IF_ERROR(journal->Checkpoint());
+    } else {
+      journal.reset();
+      MAILFARM_RETURN_IF_ERROR(env->Unlink(journal_path));
+    }
   }
   std::unique_ptr<FileSpoolStore> store(
       new FileSpoolStore(options, tasks, std::move(*lock), std::move(dirs),
-                         ListSpares(root + "/spare", options.spare_files),
                          std::move(journal), recovered));
   return store;
 }
@@ -232,7 +266,6 @@ farm::StatusOr<std::unique_ptr<FileSpoolStore>> FileSpoolStore::Open(
 FileSpoolStore::FileSpoolStore(Options options, LoopTasks* tasks,
                                farm::UniqueFd lock_fd,
                                std::map<std::string, farm::UniqueFd> queue_dirs,
-                               std::vector<std::string> spares,
                                std::unique_ptr<SpoolJournal> journal,
                                GroupCommitStats recovered)
     : options_(std::move(options)),
@@ -241,7 +274,6 @@ FileSpoolStore::FileSpoolStore(Options options, LoopTasks* tasks,
       tasks_(tasks),
       lock_fd_(std::move(lock_fd)),
       queue_dirs_(std::move(queue_dirs)),
-      spares_(std::move(spares)),
       journal_(std::move(journal)),
       stats_(recovered),
       alive_(std::make_shared<bool>(true)) {
@@ -403,7 +435,7 @@ void FileSpoolStore::WorkerLoop() {
       running_ += batch.size();
     }
     size_t n = batch.size();
-    RunBatch(batch);  // posts the completions and empties `batch`
+    RunBatch(batch, commits);  // posts the completions, empties `batch`
     bool stopping;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -479,7 +511,8 @@ void FileSpoolStore::WriteOne(Op& op) {
 //   4. only then complete: a create is acknowledged after step 3 succeeded.
 // Removals are not synced at all: an unlink lost in a power cut brings the
 // file back and the job is delivered again (at-least-once), as in Postfix.
-void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch) {
+void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
+                              bool commits) {
   GroupCommitStats delta;
   for (auto& op : batch) {
     if (op->kind == Op::Kind::kCreate || op->kind == Op::Kind::kAppend)
@@ -489,7 +522,10 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch) {
   size_t writes = 0;
   for (auto& op : batch) writes += op->fd && op->status.ok();
   if (writes > 0) SyncBatch(batch, writes, &delta);
-  if (journal_ != nullptr && journal_->HasPending()) WriteRemovals(&delta);
+  // The journal and the spares belong to the committer: a batch of reads and
+  // background work, run by another thread meanwhile, never touches them.
+  if (commits && journal_ != nullptr && journal_->HasPending())
+    WriteRemovals(&delta);
   for (auto& op : batch) {  // the bytes are in the page cache now
     std::string().swap(op->body);
     std::string().swap(op->header);
@@ -582,17 +618,16 @@ void FileSpoolStore::RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch) {
 // SpoolStore::Reuse), while there is room for it and when it is small (a
 // spare holds its blocks); otherwise it is unlinked.
 void FileSpoolStore::RemoveOne(Op& op) {
-  if (journal_ != nullptr) journal_->AddRemove(op.qid);
+  bool spare = false;
+  std::string spare_path = options_.spool_dir + "/spare/" + op.qid;
   if (op.reuse_allowed && spares_.size() < options_.spare_files) {
     auto size = env_->FileSize(op.path);
-    if (size.ok() && *size <= options_.spare_max_bytes) {
-      std::string spare = options_.spool_dir + "/spare/" + op.qid;
-      op.status = env_->Rename(op.path, spare);
-      if (op.status.ok()) spares_.push_back(std::move(spare));
-      return;
-    }
+    spare = size.ok() && *size <= options_.spare_max_bytes;
   }
-  op.status = env_->Unlink(op.path);
+  op.status = spare ? env_->Rename(op.path, spare_path) : env_->Unlink(op.path);
+  if (!op.status.ok()) return;
+  if (spare) spares_.push_back(std::move(spare_path));
+  if (journal_ != nullptr) journal_->AddRemove(op.qid);
 }
 
 void FileSpoolStore::DropSpares() {
@@ -618,10 +653,11 @@ void FileSpoolStore::SyncBatch(std::vector<std::unique_ptr<Op>>& batch,
       LOG(WARNING) << "spool: " << journaled.message()
                    << "; making the batch durable with syncfs instead";
   }
-  if (options_.syncfs_min_batch > 0 && writes >= options_.syncfs_min_batch) {
-    farm::Status synced =
-        env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir);
-    ++stats->fs_syncs;
+  // With a journal every other batch is one syncfs too (SyncAll checkpoints
+  // after it, which recovery relies on).
+  if (journal_ != nullptr ||
+      (options_.syncfs_min_batch > 0 && writes >= options_.syncfs_min_batch)) {
+    farm::Status synced = SyncAll(stats);
     for (auto& op : batch) {
       if (syncing(*op)) op->status = synced;
       op->fd.Reset();
@@ -721,7 +757,7 @@ farm::Status FileSpoolStore::CommitToJournal(
     ++count;
   }
   if (!journal_->Fits(bytes, count)) {
-    MAILFARM_RETURN_IF_ERROR(CheckpointJournal(stats));
+    MAILFARM_RETURN_IF_ERROR(SyncAll(stats));
     if (!journal_->Fits(bytes, count))
       return farm::Status::NotFound("batch larger than the journal");
   }
@@ -733,12 +769,18 @@ farm::Status FileSpoolStore::CommitToJournal(
   return journal_->Commit();
 }
 
-// Every queue file and directory entry made durable (syncfs), then the
-// journal starts over.
-farm::Status FileSpoolStore::CheckpointJournal(GroupCommitStats* stats) {
+// One syncfs: every queue file, state record and directory entry durable.
+// With a journal, the removals it has pending are written just before (the
+// syncfs makes them durable too, so even a torn checkpoint cannot bring
+// those jobs back), and a checkpoint follows: after any syncfs the journal
+// covers only files no syncfs has seen, so recovery may rewrite them whole.
+// A failed checkpoint fails the sync.
+farm::Status FileSpoolStore::SyncAll(GroupCommitStats* stats) {
+  if (journal_ != nullptr && journal_->HasPending()) (void)journal_->Write();
   ++stats->fs_syncs;
   MAILFARM_RETURN_IF_ERROR(
       env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir));
+  if (journal_ == nullptr) return farm::Status::Ok();
   ++stats->checkpoints;
   return journal_->Checkpoint();
 }
@@ -747,7 +789,7 @@ farm::Status FileSpoolStore::CheckpointJournal(GroupCommitStats* stats) {
 // is not synced: a later commit or the kernel's write-back carries them.
 void FileSpoolStore::WriteRemovals(GroupCommitStats* stats) {
   farm::Status status =
-      journal_->Fits(0, 0) ? journal_->Write() : CheckpointJournal(stats);
+      journal_->Fits(0, 0) ? journal_->Write() : SyncAll(stats);
   if (!status.ok()) LOG(WARNING) << "spool journal: " << status.message();
 }
 

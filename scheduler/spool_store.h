@@ -182,19 +182,18 @@ class FileSpoolStore : public SpoolStore {
   struct Op;
   FileSpoolStore(Options options, LoopTasks* tasks, farm::UniqueFd lock_fd,
                  std::map<std::string, farm::UniqueFd> queue_dirs,
-                 std::vector<std::string> spares,
                  std::unique_ptr<SpoolJournal> journal,
                  GroupCommitStats recovered);
   void Submit(std::unique_ptr<Op> op);
   void WorkerLoop();
-  void RunBatch(std::vector<std::unique_ptr<Op>>& batch);
+  void RunBatch(std::vector<std::unique_ptr<Op>>& batch, bool commits);
   void WriteOne(Op& op);
   void RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch);
   void RemoveOne(Op& op);
   void DropSpares();
   farm::Status CommitToJournal(std::vector<std::unique_ptr<Op>>& batch,
                                GroupCommitStats* stats);
-  farm::Status CheckpointJournal(GroupCommitStats* stats);
+  farm::Status SyncAll(GroupCommitStats* stats);
   void WriteRemovals(GroupCommitStats* stats);
   void SyncBatch(std::vector<std::unique_ptr<Op>>& batch, size_t writes,
                  GroupCommitStats* stats);
