@@ -130,6 +130,20 @@ bool SpoolJournal::Fits(size_t file_bytes, size_t count) const {
   return end_ + need <= capacity_;
 }
 
+bool SpoolJournal::FitsEmpty(size_t file_bytes, size_t count) const {
+  // The checkpoint's block, then the creates.
+  return kBlock + file_bytes + count * (kHeaderBytes + 16) + 2 * kBlock <=
+         capacity_;
+}
+
+farm::Status SpoolJournal::Discard() {
+  pending_.clear();
+  generation_ = 0;
+  end_ = 0;
+  MAILFARM_RETURN_IF_ERROR(env_->Truncate(fd_.get(), 0, path_));
+  return env_->Sync(fd_.get(), path_);
+}
+
 void SpoolJournal::AddRecord(Kind kind, std::string_view qid,
                              std::string_view first, std::string_view second) {
   size_t start = pending_.size();

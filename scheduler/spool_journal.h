@@ -55,8 +55,10 @@ class SpoolJournal {
       std::vector<Entry>* entries);
 
   // Whether the pending records plus creates of `file_bytes` in all (`count`
-  // files) still fit before the journal must be checkpointed.
+  // files) still fit before the journal must be checkpointed; FitsEmpty:
+  // whether they would fit right after a checkpoint.
   bool Fits(size_t file_bytes, size_t count) const;
+  bool FitsEmpty(size_t file_bytes, size_t count) const;
   void AddCreate(std::string_view qid, std::string_view header,
                  std::string_view body);
   // A removal, written with the next Write or Commit: a crash after it was
@@ -73,6 +75,10 @@ class SpoolJournal {
   // syncfs): starts a new generation at offset 0 (synced). Pending removals
   // are dropped: the syncfs made them durable.
   farm::Status Checkpoint();
+
+  // Empties the file and syncs that, so that it holds nothing to recover even
+  // if its removal that follows is lost (the journal being turned off).
+  farm::Status Discard();
 
   uint64_t generation() const { return generation_; }
   uint64_t end() const { return end_; }

@@ -138,6 +138,9 @@ TEST_F(SpoolJournalTest, FitsStopsBeforeTheCapacity) {
     ++committed;
   }
   EXPECT_LE(journal->end(), capacity_);
+  // A batch that would not fit even an empty journal goes to syncfs at once.
+  EXPECT_TRUE(journal->FitsEmpty(5000, 1));
+  EXPECT_FALSE(journal->FitsEmpty(capacity_, 1));
   // Each commit took one 8 KiB-aligned slot (5 KB data padded).
   EXPECT_GE(committed, 100);
   EXPECT_EQ(Reopen().size(), static_cast<size_t>(committed));

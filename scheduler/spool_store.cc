@@ -253,6 +253,7 @@ farm::StatusOr<std::unique_ptr<FileSpoolStore>> FileSpoolStore::Open(
     if (options.journal_bytes > 0) {
       MAILFARM_RETURN_IF_ERROR(journal->Checkpoint());
     } else {
+      MAILFARM_RETURN_IF_ERROR(journal->Discard());
       journal.reset();
       MAILFARM_RETURN_IF_ERROR(env->Unlink(journal_path));
     }
@@ -742,6 +743,11 @@ void FileSpoolStore::Finish(Op& op) {
 
 namespace mailfarm::scheduler {
 
+// A commit whose fdatasync failed may still leave its records on disk, in
+// the current generation until the next checkpoint: after a crash in that
+// window, creates that were answered with a failure may be restored and
+// delivered (their senders will likely send them again: at-least-once).
+//
 // The journal takes a batch whose every write is a create of at most
 // SpoolJournal::kMaxFileBytes (kNotFound otherwise: not an error, the batch
 // goes to syncfs). A journal too full for the batch is checkpointed first.
@@ -756,6 +762,8 @@ farm::Status FileSpoolStore::CommitToJournal(
     bytes += size;
     ++count;
   }
+  if (!journal_->FitsEmpty(bytes, count))
+    return farm::Status::NotFound("batch larger than the journal");
   if (!journal_->Fits(bytes, count)) {
     MAILFARM_RETURN_IF_ERROR(SyncAll(stats));
     if (!journal_->Fits(bytes, count))
@@ -776,7 +784,11 @@ farm::Status FileSpoolStore::CommitToJournal(
 // covers only files no syncfs has seen, so recovery may rewrite them whole.
 // A failed checkpoint fails the sync.
 farm::Status FileSpoolStore::SyncAll(GroupCommitStats* stats) {
-  if (journal_ != nullptr && journal_->HasPending()) (void)journal_->Write();
+  // (A journal whose last write failed has no generation: nothing of it is
+  // read again once the checkpoint below succeeds.)
+  if (journal_ != nullptr && journal_->HasPending() &&
+      journal_->generation() != 0)
+    (void)journal_->Write();
   ++stats->fs_syncs;
   MAILFARM_RETURN_IF_ERROR(
       env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir));

@@ -190,6 +190,19 @@ class SpoolStoreTest : public ::testing::Test {
     RunUntil([&] { return got.has_value(); });
     return std::move(*got);
   }
+  // Appends a state record with `attempts` (cutting the file to
+  // `truncate_to` first when non-zero) and waits for it.
+  farm::Status AppendOne(const std::string& qid, uint32_t attempts,
+                         uint64_t truncate_to = 0) {
+    spool::JobState state;
+    state.set_sequence(1);
+    state.set_attempts(attempts);
+    std::optional<farm::Status> appended;
+    store_->AppendState(qid, state, truncate_to,
+                        [&](farm::Status s) { appended = s; });
+    RunUntil([&] { return appended.has_value(); });
+    return *appended;
+  }
   farm::Status RemoveOne(const std::string& qid) {
     std::optional<farm::Status> removed;
     store_->Remove(qid, SpoolStore::Reuse::kAllowed,
@@ -306,21 +319,12 @@ TEST_F(SpoolStoreTest, AppendStateThenRemove) {
   RunUntil([&] { return got.has_value(); });
   ASSERT_TRUE(got->ok());
   std::string qid = (*got)->qid;
-  spool::JobState state;
-  state.set_sequence(1);
-  state.set_attempts(3);
-  std::optional<farm::Status> appended;
-  store_->AppendState(qid, state, 0, [&](farm::Status s) { appended = s; });
-  RunUntil([&] { return appended.has_value(); });
-  ASSERT_TRUE(appended->ok()) << appended->message();
+  farm::Status appended = AppendOne(qid, 3);
+  ASSERT_TRUE(appended.ok()) << appended.message();
   auto file = ReadQueueFile(store_->PathOf(qid));
   ASSERT_TRUE(file.ok());
   EXPECT_EQ(file->state.attempts(), 3u);
-  std::optional<farm::Status> removed;
-  store_->Remove(qid, SpoolStore::Reuse::kAllowed,
-                 [&](farm::Status s) { removed = s; });
-  RunUntil([&] { return removed.has_value(); });
-  EXPECT_TRUE(removed->ok());
+  EXPECT_TRUE(RemoveOne(qid).ok());
   EXPECT_NE(::access(store_->PathOf(qid).c_str(), F_OK), 0);
 }
 
@@ -538,14 +542,7 @@ TEST_F(SpoolStoreTest, RemovedFileIsRewrittenWholeByTheNextCreate) {
   EXPECT_EQ(file->envelope.qid(), second->qid);
   EXPECT_EQ(SizeOf(second->path), second->body_offset + body.size());
   // State records append after the new body, not after a stale tail.
-  spool::JobState state;
-  state.set_sequence(1);
-  state.set_attempts(2);
-  std::optional<farm::Status> appended;
-  store_->AppendState(second->qid, state, 0,
-                      [&](farm::Status s) { appended = s; });
-  RunUntil([&] { return appended.has_value(); });
-  ASSERT_TRUE(appended->ok());
+  ASSERT_TRUE(AppendOne(second->qid, 2).ok());
   file = ReadQueueFile(second->path);
   ASSERT_TRUE(file.ok()) << file.status().message();
   EXPECT_EQ(file->state.attempts(), 2u);
@@ -741,14 +738,7 @@ TEST_F(JournaledSpoolTest, StateAppendedAfterTheCreateIsKept) {
   OpenStore();
   auto made = CreateOne("x\r\n");
   ASSERT_TRUE(made.ok());
-  spool::JobState state;
-  state.set_sequence(1);
-  state.set_attempts(4);
-  std::optional<farm::Status> appended;
-  store_->AppendState(made->qid, state, 0,
-                      [&](farm::Status s) { appended = s; });
-  RunUntil([&] { return appended.has_value(); });
-  ASSERT_TRUE(appended->ok());
+  ASSERT_TRUE(AppendOne(made->qid, 4).ok());
   Reopen();
   EXPECT_EQ(store_->stats().restored, 0u);
   auto file = ReadQueueFile(made->path);
@@ -790,6 +780,8 @@ TEST_F(JournaledSpoolTest, JournalTurnedOffAfterACrashIsStillRead) {
   EXPECT_EQ(store_->stats().restored, 1u);
   EXPECT_TRUE(ReadQueueFile(made->path).ok());
   EXPECT_FALSE(std::filesystem::exists(spool_ + "/journal"));
+  // Had that removal been lost, the empty file left holds nothing to redo.
+  EXPECT_GE(env_.dir_syncs.load(), 1);  // Discard's fsync of the journal
 }
 
 TEST_F(JournaledSpoolTest, LargeMessageAndFullJournalGoThroughSyncfs) {

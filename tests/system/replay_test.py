@@ -32,6 +32,20 @@ def send(system, rcpts, subject, sender="sender@example.org"):
         conn.quit()
 
 
+def queued_then_stopped(n, rcpt, subject):
+    """A system without the local farm that took `n` messages for `rcpt`
+    (subjects SUBJECT-0...), stopped once all of them are queued."""
+    system = h.MailfarmSystem(extra=HOLD_LOCAL)
+    try:
+        system.start()
+        for i in range(n):
+            send(system, [rcpt], "%s-%d" % (subject, i))
+        h.wait_for(lambda: len(system.queue_files()) == n, 30, what="%d queued jobs" % n)
+    finally:
+        system.stop()
+    return system
+
+
 def replay(system, *args):
     return subprocess.run([h.binary("mailfarm-replay"), "--config", system.config_path] +
                           list(args), capture_output=True, text=True, timeout=120)
@@ -40,15 +54,8 @@ def replay(system, *args):
 class ReplayTest(unittest.TestCase):
     def test_corrupt_files_quarantined_valid_jobs_delivered(self):
         # Phase 1: five messages that cannot be delivered yet (no local farm).
-        first = h.MailfarmSystem(extra=HOLD_LOCAL)
+        first = queued_then_stopped(5, "alice@localhost", "valid")
         root = first.root
-        try:
-            first.start()
-            for i in range(5):
-                send(first, ["alice@localhost"], "valid-%d" % i)
-            h.wait_for(lambda: len(first.queue_files()) == 5, 30, what="five queued jobs")
-        finally:
-            first.stop()
         valid = first.queue_files()
         self.assertEqual(len(valid), 5)
         with open(valid[0], "rb") as f:
@@ -108,15 +115,8 @@ class ReplayTest(unittest.TestCase):
         # Three messages got their 250 and wait (no local farm). Then what a
         # power cut can leave of files whose bytes were only in the spool
         # journal: one gone, one torn, one holding another job's bytes.
-        first = h.MailfarmSystem(extra=HOLD_LOCAL)
+        first = queued_then_stopped(3, "dave@localhost", "journaled")
         root = first.root
-        try:
-            first.start()
-            for i in range(3):
-                send(first, ["dave@localhost"], "journaled-%d" % i)
-            h.wait_for(lambda: len(first.queue_files()) == 3, 30, what="three queued jobs")
-        finally:
-            first.stop()
         files = sorted(first.queue_files())
         with open(files[0], "rb") as f:
             other_job = f.read()
