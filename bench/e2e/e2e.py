@@ -615,9 +615,9 @@ def main():
                    help="messages per 20-session run on mailfarm")
     p.add_argument("--pf-messages", type=int, default=16000,
                    help="messages per 20-session run on Postfix")
-    p.add_argument("--mf-messages-1", type=int, default=6000,
+    p.add_argument("--mf-messages-1", type=int, default=20000,
                    help="messages per 1-session run on mailfarm")
-    p.add_argument("--pf-messages-1", type=int, default=6000,
+    p.add_argument("--pf-messages-1", type=int, default=8000,
                    help="messages per 1-session run on Postfix")
     p.add_argument("--latency-messages", type=int, default=3000,
                    help="messages per latency run (20 sessions, both systems)")
