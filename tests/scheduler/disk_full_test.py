@@ -35,7 +35,7 @@ def test(mf):
     assert len(mf.queue_files()) == len(before) + 1
 
 
-flag_dir = h.tempfile.mkdtemp(prefix="mf-enospc.")
+flag_dir = h.mailfarm_harness.make_temp_dir("mf-enospc.")
 flag = os.path.join(flag_dir, "disk-full")
 env = {"LD_PRELOAD": SHIM, "MAILFARM_ENOSPC_FLAG": flag,
        "ASAN_OPTIONS": "verify_asan_link_order=0:" + os.environ.get("ASAN_OPTIONS", "")}

@@ -11,13 +11,13 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 from google.protobuf.internal.decoder import _DecodeVarint32
 from google.protobuf.internal.encoder import _VarintBytes
 
+import mailfarm_harness
 import spool_pb2
 import wire_pb2
 
@@ -146,7 +146,7 @@ class Mailfarm:
     def __init__(self, name, scheduler_extra="", channel_extra="delivery_timeout_ms: 20000",
                  filter_enabled=True, backoff=(1, 2), metrics_port=0,
                  env=None):
-        self.dir = tempfile.mkdtemp(prefix="mf-%s." % name)
+        self.dir = mailfarm_harness.make_temp_dir("mf-%s." % name)  # removed at exit
         self.spool = os.path.join(self.dir, "spool")
         self.run = os.path.join(self.dir, "run")
         self.record = os.path.join(self.dir, "deliveries.log")
