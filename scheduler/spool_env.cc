@@ -136,6 +136,24 @@ class PosixEnv : public SpoolEnv {
 
 }  // namespace
 
+farm::StatusOr<std::string> ReadWholeFile(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0)
+    return farm::Status::FromErrno("stat " + path, errno);
+  std::string data(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::pread(fd, data.data() + done, data.size() - done,
+                        static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return farm::Status::FromErrno("read " + path, errno);
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  data.resize(done);
+  return data;
+}
+
 SpoolEnv* PosixSpoolEnv() {
   static PosixEnv* env =
       new PosixEnv();  // stateless; never destroyed on purpose

@@ -71,6 +71,9 @@ class SpoolEnv {
 // The real file system. The returned object lives forever and is thread-safe.
 SpoolEnv* PosixSpoolEnv();
 
+// The whole of the file open as `fd` (pread from offset 0 up to its size).
+farm::StatusOr<std::string> ReadWholeFile(int fd, const std::string& path);
+
 }  // namespace mailfarm::scheduler
 
 #endif  // MAILFARM_SCHEDULER_SPOOL_ENV_H_

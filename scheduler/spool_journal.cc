@@ -3,7 +3,6 @@
 #include "scheduler/spool_journal.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -67,24 +66,6 @@ size_t ParseRecord(std::string_view data, size_t pos, uint64_t* generation,
   return size;
 }
 
-farm::StatusOr<std::string> ReadWhole(int fd, const std::string& path) {
-  struct stat st;
-  if (::fstat(fd, &st) != 0)
-    return farm::Status::FromErrno("stat " + path, errno);
-  std::string data(static_cast<size_t>(st.st_size), '\0');
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::pread(fd, data.data() + done, data.size() - done,
-                        static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return farm::Status::FromErrno("read " + path, errno);
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  data.resize(done);
-  return data;
-}
-
 }  // namespace
 
 farm::StatusOr<std::unique_ptr<SpoolJournal>> SpoolJournal::Open(
@@ -92,7 +73,7 @@ farm::StatusOr<std::unique_ptr<SpoolJournal>> SpoolJournal::Open(
     std::vector<Entry>* entries) {
   farm::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd) return farm::Status::FromErrno("open " + path, errno);
-  auto data = ReadWhole(fd.get(), path);
+  auto data = ReadWholeFile(fd.get(), path);
   if (!data.ok()) return data.status();
   entries->clear();
   // The first record is the checkpoint that began the generation; none (a

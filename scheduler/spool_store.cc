@@ -1,13 +1,12 @@
 // spool_store.cc: the file-tree SpoolStore and its group commit. One I/O
 // thread at a time (the committer) takes every write queued (up to max_batch)
 // and makes them durable together: write all files into tmp/ (or into a
-// spare file, or append), rename the new files into queue/, then one syncfs()
-// of the spool's file
-// system for the batch (one journal commit and one device cache flush, the
-// directory entries included; with syncfs disabled, fdatasync per file plus
-// fsync per directory). While it syncs, new
-// injections queue up and form the next batch; other threads do reads and
-// background work.
+// spare file, or append), rename the new files into queue/, then one append
+// and fdatasync of the spool journal for a batch of new files, or one
+// syncfs() of the spool's file system (followed by a journal checkpoint)
+// for anything else; with neither, fdatasync per file plus fsync per
+// directory. While it commits, new injections queue up and form the next
+// batch; other threads do reads and background work.
 #include "scheduler/spool_store.h"
 
 #include <dirent.h>
@@ -67,54 +66,38 @@ std::string Basename(const std::string& path) {
   return path.substr(path.rfind('/') + 1);
 }
 
-// Removes everything in spool/tmp/: only a scheduler holding the lock writes
-// there.
-void CleanTemp(const std::string& tmp_dir) {
-  DIR* dir = ::opendir(tmp_dir.c_str());
-  if (dir == nullptr) return;
+// Unlinks every entry of `dir`; returns how many went.
+int EmptyDirectory(const std::string& dir_path) {
+  DIR* dir = ::opendir(dir_path.c_str());
+  if (dir == nullptr) return 0;
   int removed = 0;
   while (dirent* entry = ::readdir(dir)) {
     std::string name = entry->d_name;
     if (name == "." || name == "..") continue;
-    if (::unlink((tmp_dir + "/" + name).c_str()) == 0) ++removed;
+    if (::unlink((dir_path + "/" + name).c_str()) == 0) ++removed;
   }
   ::closedir(dir);
-  if (removed > 0)
+  return removed;
+}
+
+// Removes everything in spool/tmp/: only a scheduler holding the lock writes
+// there.
+void CleanTemp(const std::string& tmp_dir) {
+  if (int removed = EmptyDirectory(tmp_dir); removed > 0)
     LOG(INFO) << "removed " << removed << " unfinished temp file(s) in "
               << tmp_dir;
 }
 
-// Removes what an earlier run left in spool/spare/. Those files are not
-// reused: after a crash the unsynced renames that made them spares may have
-// survived only in part, so a spare's inode can also be a live job's file
-// (e2fsck then counts two links); unlinking the spare name leaves that file
-// alone.
+// What an earlier run left in spool/spare/ is removed, not reused: after a
+// crash the unsynced renames that made those files spares may have survived
+// only in part, so a spare's inode can also be a live job's file (e2fsck
+// then counts two links); unlinking the spare name leaves that file alone.
 void RemoveLeftoverSpares(const std::string& spare_dir) {
-  DIR* dir = ::opendir(spare_dir.c_str());
-  if (dir == nullptr) return;
-  while (dirent* entry = ::readdir(dir)) {
-    std::string name = entry->d_name;
-    if (name == "." || name == "..") continue;
-    (void)::unlink((spare_dir + "/" + name).c_str());
-  }
-  ::closedir(dir);
+  EmptyDirectory(spare_dir);
 }
 
-// The whole file (queue files the journal covers are at most 256 KiB); empty
-// when it cannot be read.
-std::string ReadSmallFile(const std::string& path) {
-  farm::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  std::string data;
-  if (!fd) return data;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    data.append(buf, static_cast<size_t>(n));
-    if (data.size() > SpoolJournal::kMaxFileBytes + 4096) break;
-  }
-  return data;
+std::string QueueFilePath(const std::string& spool_dir, std::string_view qid) {
+  return spool_dir + "/queue/" + QueueIdHashDir(qid) + "/" + std::string(qid);
 }
 
 // After a crash: every file the journal holds a create for is made exactly
@@ -134,13 +117,9 @@ farm::Status RecoverFromJournal(SpoolEnv* env, const std::string& root,
     if (e.kind == SpoolJournal::Kind::kCreate) creates[e.qid] = &e;
     if (e.kind == SpoolJournal::Kind::kRemove) removed.insert(e.qid);
   }
-  auto path_of = [&](std::string_view qid) {
-    return root + "/queue/" + QueueIdHashDir(qid) + "/" + std::string(qid);
-  };
   for (std::string_view qid : removed) {
     if (!IsValidQueueId(qid)) continue;
-    std::string path = path_of(qid);
-    if (::access(path.c_str(), F_OK) == 0 && env->Unlink(path).ok()) {
+    if (env->Unlink(QueueFilePath(root, qid)).ok()) {
       ++counts->re_removed;
       LOG(INFO) << qid << ": removed again (its removal was in the spool "
                 << "journal, the crash lost it)";
@@ -148,17 +127,19 @@ farm::Status RecoverFromJournal(SpoolEnv* env, const std::string& root,
   }
   for (const auto& [qid, entry] : creates) {
     if (removed.count(qid) > 0 || !IsValidQueueId(qid)) continue;
-    std::string path = path_of(qid);
-    std::string found = ReadSmallFile(path);
-    if (found == entry->data) continue;
-    std::string why;
-    if (::access(path.c_str(), F_OK) != 0) {
-      why = "the file was missing";
-    } else if (auto file = ReadQueueFile(path); !file.ok()) {
-      why = file.status().message();
-    } else {
-      why = "the file held " + std::to_string(found.size()) +
-            " bytes, the journal " + std::to_string(entry->data.size());
+    std::string path = QueueFilePath(root, qid);
+    farm::UniqueFd file_fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    std::string why = "the file was missing";
+    if (file_fd) {
+      auto found = ReadWholeFile(file_fd.get(), path);
+      if (found.ok() && *found == entry->data) continue;
+      if (auto file = ReadQueueFile(path); !file.ok()) {
+        why = file.status().message();
+      } else {
+        why = "the file held " +
+              std::to_string(found.ok() ? found->size() : 0) +
+              " bytes, the journal " + std::to_string(entry->data.size());
+      }
     }
     // A new inode under the name: the old one may have another name too.
     std::string tmp = root + "/tmp/" + std::string(qid) + ".restore";
@@ -297,7 +278,7 @@ void FileSpoolStore::Shutdown() {
 }
 
 std::string FileSpoolStore::PathOf(const std::string& qid) const {
-  return options_.spool_dir + "/queue/" + QueueIdHashDir(qid) + "/" + qid;
+  return QueueFilePath(options_.spool_dir, qid);
 }
 
 void FileSpoolStore::Submit(std::unique_ptr<Op> op) {
@@ -499,19 +480,19 @@ void FileSpoolStore::WriteOne(Op& op) {
 }
 
 // The commit order (see the durability rule in spool_store.h):
-//   1. write every new file into tmp/ and every appended record;
-//   2. rename the new files into queue/<hash>/ and unlink the removed ones,
-//      before any sync: on a journaling file system the data sync's journal
-//      commit then carries the renames, so the directory fsync that follows
-//      finds nothing left to commit (one journal commit per batch, not two);
-//   3. make the batch durable: one syncfs (it writes back every dirty inode
-//      of the file system, directories included, and commits the journal, so
-//      no directory fsync is needed); below options_.syncfs_min_batch,
-//      fdatasync of each file plus an fsync of each directory that gained an
-//      entry;
+//   1. write every new file into tmp/ or a spare, and every appended record;
+//   2. rename the new files into queue/<hash>/ and move or unlink the removed
+//      ones, before any sync, so that the sync carries the renames too;
+//   3. make the batch durable: a batch of new files (each up to
+//      SpoolJournal::kMaxFileBytes) by one append and fdatasync of the
+//      journal; anything else by one syncfs (every dirty inode of the file
+//      system, directories included) followed by a journal checkpoint;
+//      without a journal and below options_.syncfs_min_batch, fdatasync of
+//      each file plus an fsync of each directory that gained an entry;
 //   4. only then complete: a create is acknowledged after step 3 succeeded.
-// Removals are not synced at all: an unlink lost in a power cut brings the
-// file back and the job is delivered again (at-least-once), as in Postfix.
+// Removals are not synced: a removal lost in a power cut brings the file
+// back and the job is delivered again (at-least-once), as in Postfix; the
+// journal's record of it, written with the next commit, prevents that.
 void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
                               bool commits) {
   GroupCommitStats delta;
@@ -739,10 +720,6 @@ void FileSpoolStore::Finish(Op& op) {
   }
 }
 
-}  // namespace mailfarm::scheduler
-
-namespace mailfarm::scheduler {
-
 // A commit whose fdatasync failed may still leave its records on disk, in
 // the current generation until the next checkpoint: after a crash in that
 // window, creates that were answered with a failure may be restored and
@@ -750,7 +727,7 @@ namespace mailfarm::scheduler {
 //
 // The journal takes a batch whose every write is a create of at most
 // SpoolJournal::kMaxFileBytes (kNotFound otherwise: not an error, the batch
-// goes to syncfs). A journal too full for the batch is checkpointed first.
+// goes to syncfs).
 farm::Status FileSpoolStore::CommitToJournal(
     std::vector<std::unique_ptr<Op>>& batch, GroupCommitStats* stats) {
   size_t bytes = 0, count = 0;
@@ -764,11 +741,9 @@ farm::Status FileSpoolStore::CommitToJournal(
   }
   if (!journal_->FitsEmpty(bytes, count))
     return farm::Status::NotFound("batch larger than the journal");
-  if (!journal_->Fits(bytes, count)) {
-    MAILFARM_RETURN_IF_ERROR(SyncAll(stats));
-    if (!journal_->Fits(bytes, count))
-      return farm::Status::NotFound("batch larger than the journal");
-  }
+  // A full journal is checkpointed; the checkpoint's syncfs has then made
+  // this batch durable too.
+  if (!journal_->Fits(bytes, count)) return SyncAll(stats);
   for (const auto& op : batch) {
     if (op->fd && op->status.ok())
       journal_->AddCreate(op->qid, op->header, op->body);

@@ -657,6 +657,15 @@ class JournaledSpoolTest : public SpoolStoreTest {
     store_.reset();
     OpenStore();
   }
+  // One acknowledged message, then the store closed: the state a test then
+  // damages as a crash would before the next open.
+  SpoolStore::Created CreateAndClose(std::string body) {
+    OpenStore();
+    auto made = CreateOne(std::move(body));
+    EXPECT_TRUE(made.ok()) << made.status().message();
+    store_.reset();
+    return made.ok() ? *made : SpoolStore::Created{};
+  }
 };
 
 TEST_F(JournaledSpoolTest, ABatchIsOneJournalSyncNotASyncfs) {
@@ -677,18 +686,14 @@ TEST_F(JournaledSpoolTest, ABatchIsOneJournalSyncNotASyncfs) {
 }
 
 TEST_F(JournaledSpoolTest, AcknowledgedFileLostInACrashIsRestoredAtOpen) {
-  OpenStore();
-  const std::string body = "Subject: kept\r\n\r\nbody\r\n";
-  auto made = CreateOne(body);
-  ASSERT_TRUE(made.ok()) << made.status().message();
-  store_.reset();
+  auto made = CreateAndClose("Subject: kept\r\n\r\nbody\r\n");
   // What a power cut can do to a file whose bytes were only in the journal.
-  ASSERT_TRUE(std::filesystem::remove(made->path));
+  ASSERT_TRUE(std::filesystem::remove(made.path));
   OpenStore();
   EXPECT_EQ(store_->stats().restored, 1u);
-  auto file = ReadQueueFile(made->path);
+  auto file = ReadQueueFile(made.path);
   ASSERT_TRUE(file.ok()) << file.status().message();
-  EXPECT_EQ(file->envelope.qid(), made->qid);
+  EXPECT_EQ(file->envelope.qid(), made.qid);
   // Restored once: the open after it finds nothing left to do.
   Reopen();
   EXPECT_EQ(store_->stats().restored, 0u);
@@ -750,35 +755,29 @@ TEST_F(JournaledSpoolTest, StateAppendedAfterTheCreateIsKept) {
 // older job's state records follow the new bytes and would read as this
 // job's. Recovery makes the file exactly what the journal holds.
 TEST_F(JournaledSpoolTest, StaleStateRecordsAfterTheNewBytesAreCutOff) {
-  OpenStore();
-  auto made = CreateOne("x\r\n");
-  ASSERT_TRUE(made.ok());
-  store_.reset();
+  auto made = CreateAndClose("x\r\n");
   spool::JobState old_state;
   old_state.set_sequence(7);
   old_state.set_attempts(9);
   {
-    std::ofstream f(made->path, std::ios::app | std::ios::binary);
+    std::ofstream f(made.path, std::ios::app | std::ios::binary);
     f << EncodeStateRecord(old_state);
   }
-  ASSERT_TRUE(ReadQueueFile(made->path).ok());  // it would pass as valid
+  ASSERT_TRUE(ReadQueueFile(made.path).ok());  // it would pass as valid
   OpenStore();
   EXPECT_EQ(store_->stats().restored, 1u);
-  auto file = ReadQueueFile(made->path);
+  auto file = ReadQueueFile(made.path);
   ASSERT_TRUE(file.ok()) << file.status().message();
   EXPECT_EQ(file->state.attempts(), 0u);
 }
 
 TEST_F(JournaledSpoolTest, JournalTurnedOffAfterACrashIsStillRead) {
-  OpenStore();
-  auto made = CreateOne("x\r\n");
-  ASSERT_TRUE(made.ok());
-  store_.reset();
-  ASSERT_TRUE(std::filesystem::remove(made->path));
+  auto made = CreateAndClose("x\r\n");
+  ASSERT_TRUE(std::filesystem::remove(made.path));
   journal_bytes_ = 0;
   OpenStore();
   EXPECT_EQ(store_->stats().restored, 1u);
-  EXPECT_TRUE(ReadQueueFile(made->path).ok());
+  EXPECT_TRUE(ReadQueueFile(made.path).ok());
   EXPECT_FALSE(std::filesystem::exists(spool_ + "/journal"));
   // Had that removal been lost, the empty file left holds nothing to redo.
   EXPECT_GE(env_.dir_syncs.load(), 1);  // Discard's fsync of the journal
