@@ -5,10 +5,12 @@ Usage: sync_probe.py BATCH REPS [DIR]   (DIR: default /var/tmp; its file system)
 
 Each commit creates BATCH 5 KB files in tmp/, writes them and renames them
 into one of 16 directories, as the scheduler's group commit does, then makes
-them durable in one of three ways, alternated REPS times: one syncfs; an
+them durable in one of four ways, alternated REPS times: one syncfs; an
 fdatasync per file plus an fsync per directory (POSIX's rule for new names);
-an fdatasync per file alone (not enough by POSIX, shown for the flush cost).
-Prints the median and p90 of each. Removes what it wrote.
+an fdatasync per file alone (not enough by POSIX, shown for the flush cost);
+the files' bytes appended to a journal file at a 4 KiB boundary and one
+fdatasync of it (the scheduler's spool journal). Prints the median and p90
+of each. Removes what it wrote.
 """
 import ctypes
 import os
@@ -24,10 +26,12 @@ os.makedirs(base + "/tmp", exist_ok=True)
 for h in "0123456789abcdef": os.makedirs(base + "/q/" + h, exist_ok=True)
 dfd = {h: os.open(base + "/q/" + h, os.O_RDONLY | os.O_DIRECTORY) for h in "0123456789abcdef"}
 rootfd = os.open(base, os.O_RDONLY)
+journal = os.open(base + "/journal", os.O_RDWR | os.O_CREAT, 0o600)
+journal_end = 0
 data = b"x" * 5120
 n = 0
 def batch(k, mode):
-    global n
+    global n, journal_end
     fds = []
     dirs = set()
     t = time.monotonic()
@@ -46,12 +50,18 @@ def batch(k, mode):
         for h in dirs: os.fsync(dfd[h])
     elif mode == "fdatasync-nodir":
         for fd, h in fds: os.fdatasync(fd)
+    elif mode == "journal":
+        record = data * k
+        record += b"\0" * (-len(record) % 4096)
+        os.pwrite(journal, record, journal_end)
+        journal_end += len(record)
+        os.fdatasync(journal)
     el = time.monotonic() - t
     for fd, h in fds: os.close(fd)
     return el
 res = {}
 for rep in range(int(sys.argv[2])):
-    for mode in ["syncfs", "fdatasync", "fdatasync-nodir"]:
+    for mode in ["syncfs", "fdatasync", "fdatasync-nodir", "journal"]:
         res.setdefault(mode, []).append(batch(int(sys.argv[1]), mode))
 for m, v in res.items():
     print("batch %s %-16s median %.2f ms  p90 %.2f ms" % (sys.argv[1], m, statistics.median(v)*1000, sorted(v)[int(len(v)*.9)]*1000))
