@@ -22,6 +22,13 @@ constexpr size_t kHeaderBytes = 24;
 constexpr size_t kCrcAt = 4, kGenerationAt = 8, kKindAt = 16, kQidLengthAt = 17,
                  kLengthAt = 20;
 constexpr uint64_t kBlock = 4096;
+// The file grows in steps of zeros this large: a commit that overwrites bytes
+// the file already holds is pure data to fdatasync, while one that extends
+// the file also changes its size and extent tree, which on ext4 and XFS
+// forces a metadata (journal) commit with it. So one commit per MiB pays that,
+// not every one. (Not fallocate: its unwritten extents are converted on the
+// first write, a metadata change again.)
+constexpr uint64_t kGrowStep = 1 << 20;
 
 template <typename T>
 T Load(const char* p) {
@@ -93,7 +100,8 @@ farm::StatusOr<std::unique_ptr<SpoolJournal>> SpoolJournal::Open(
   // No generation until the caller's Checkpoint: nothing can be written
   // before what was found has been dealt with.
   std::unique_ptr<SpoolJournal> journal(new SpoolJournal(
-      env, path, std::move(fd), std::max<uint64_t>(capacity, 1 << 20)));
+      env, path, std::move(fd), std::max<uint64_t>(capacity, kGrowStep)));
+  journal->file_size_ = data->size();
   return journal;
 }
 
@@ -121,6 +129,7 @@ farm::Status SpoolJournal::Discard() {
   pending_.clear();
   generation_ = 0;
   end_ = 0;
+  file_size_ = 0;
   MAILFARM_RETURN_IF_ERROR(env_->Truncate(fd_.get(), 0, path_));
   return env_->Sync(fd_.get(), path_);
 }
@@ -161,10 +170,18 @@ farm::Status SpoolJournal::WritePending(bool sync) {
   if (gap > 0 && gap < kHeaderBytes) gap += kBlock;
   if (gap > 0)
     AddRecord(Kind::kPad, {}, std::string(gap - kHeaderBytes, '\0'), {});
+  size_t records = pending_.size();
+  uint64_t write_end = end_ + records;
+  if (write_end > file_size_) {
+    // Zeros after the records end the scan at open like the end of file.
+    uint64_t grown = (write_end + kGrowStep - 1) / kGrowStep * kGrowStep;
+    pending_.resize(std::max(write_end, std::min(grown, capacity_)) - end_);
+  }
   farm::Status status = env_->WriteAt(fd_.get(), pending_, end_, path_);
   if (status.ok() && sync) status = env_->DataSync(fd_.get(), path_);
   if (status.ok()) {
-    end_ += pending_.size();
+    file_size_ = std::max(file_size_, end_ + pending_.size());
+    end_ += records;
   } else {
     // What was written may be on disk, and a later, shorter write would not
     // cover all of it: only a new generation makes sure it is never read.

@@ -95,8 +95,9 @@ class SpoolJournal {
   farm::UniqueFd fd_;
   uint64_t capacity_;
   uint64_t generation_ = 0;
-  uint64_t end_ = 0;     // where the next write starts (4 KiB aligned)
-  std::string pending_;  // encoded records not yet written
+  uint64_t end_ = 0;        // where the next write starts (4 KiB aligned)
+  uint64_t file_size_ = 0;  // bytes the file holds: records, then zeros
+  std::string pending_;     // encoded records not yet written
 };
 
 }  // namespace mailfarm::scheduler

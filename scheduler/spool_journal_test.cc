@@ -146,5 +146,40 @@ TEST_F(SpoolJournalTest, FitsStopsBeforeTheCapacity) {
   EXPECT_EQ(Reopen().size(), static_cast<size_t>(committed));
 }
 
+// Commits overwrite zeros the file already holds (pure data for fdatasync):
+// the file grows a MiB at a time, never past its capacity, and the zeros
+// after the last record end the scan like the end of the file.
+TEST_F(SpoolJournalTest, FileGrowsInMebibyteStepsOfZeros) {
+  capacity_ = (2 << 20) + 65536;
+  std::vector<SpoolJournal::Entry> found;
+  auto journal = Open(&found);
+  EXPECT_EQ(std::filesystem::file_size(path_), 1u << 20);
+  journal->AddCreate("01a2341dd5520000", "H", "body");
+  ASSERT_TRUE(journal->Commit().ok());
+  EXPECT_EQ(std::filesystem::file_size(path_), 1u << 20);
+  EXPECT_EQ(journal->end(), 8192u);
+  int committed = 1;
+  while (journal->Fits(5000, 1)) {
+    journal->AddCreate("01a2341dd5520001", "H", std::string(4999, 'x'));
+    ASSERT_TRUE(journal->Commit().ok());
+    ++committed;
+    uint64_t size = std::filesystem::file_size(path_);
+    EXPECT_TRUE(size % (1 << 20) == 0 || size == capacity_) << size;
+    EXPECT_GE(size, journal->end());
+  }
+  EXPECT_EQ(std::filesystem::file_size(path_), capacity_);
+  EXPECT_EQ(Reopen().size(), static_cast<size_t>(committed));
+  // After a checkpoint the file keeps its size; the scan stops at the zeros
+  // (and at the older generation's records after them).
+  journal = Open(&found);
+  EXPECT_EQ(found.size(), static_cast<size_t>(committed));
+  journal->AddCreate("01a2341dd5520002", "H", "again");
+  ASSERT_TRUE(journal->Commit().ok());
+  EXPECT_EQ(std::filesystem::file_size(path_), capacity_);
+  std::vector<SpoolJournal::Entry> again = Reopen();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].qid, "01a2341dd5520002");
+}
+
 }  // namespace
 }  // namespace mailfarm::scheduler

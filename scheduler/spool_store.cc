@@ -1,12 +1,12 @@
 // spool_store.cc: the file-tree SpoolStore and its group commit. One I/O
 // thread at a time (the committer) takes every write queued (up to max_batch)
 // and makes them durable together: write all files into tmp/ (or into a
-// spare file, or append), rename the new files into queue/, then one append
-// and fdatasync of the spool journal for a batch of new files, or one
-// syncfs() of the spool's file system (followed by a journal checkpoint)
-// for anything else; with neither, fdatasync per file plus fsync per
-// directory. While it commits, new injections queue up and form the next
-// batch; other threads do reads and background work.
+// spare file, or append), rename the new files into queue/, and for a batch
+// of new files one append and fdatasync of the spool journal, run by a side
+// thread meanwhile; for anything else one syncfs() of the spool's file system
+// (followed by a journal checkpoint); with neither, fdatasync per file plus
+// fsync per directory. While it commits, new injections queue up and form the
+// next batch; other threads do reads and background work.
 #include "scheduler/spool_store.h"
 
 #include <dirent.h>
@@ -260,6 +260,7 @@ FileSpoolStore::FileSpoolStore(Options options, LoopTasks* tasks,
       stats_(recovered),
       alive_(std::make_shared<bool>(true)) {
   if (options_.max_batch < 1) options_.max_batch = 1;
+  if (journal_ != nullptr) journal_commit_ = std::make_unique<SideThread>();
   int threads = std::max(1, options_.io_threads);
   for (int i = 0; i < threads; ++i)
     threads_.emplace_back([this] { WorkerLoop(); });
@@ -433,14 +434,20 @@ void FileSpoolStore::WorkerLoop() {
   }
 }
 
+// A new file's header, encoded before anything is written: the journal
+// commit reads it (and the body) on the side thread while the file is
+// written.
+void FileSpoolStore::PrepareCreate(Op& op) {
+  op.envelope.set_body_size(op.body.size());
+  op.envelope.set_body_crc32c(Crc32c(op.body));
+  op.header = EncodeQueueHeader(op.envelope);
+  op.body_offset = op.header.size();
+}
+
 // Opens and writes a new or appended file; leaves op.fd open for the sync.
 void FileSpoolStore::WriteOne(Op& op) {
   if (op.kind == Op::Kind::kCreate) {
-    op.envelope.set_body_size(op.body.size());
-    op.envelope.set_body_crc32c(Crc32c(op.body));
-    op.header = EncodeQueueHeader(op.envelope);
     const std::string& header = op.header;
-    op.body_offset = header.size();
     // A spare file is rewritten whole, its stale tail cut off; the name check
     // of every reader (the file's name must equal envelope.qid) keeps its old
     // contents from ever passing for this job (see the durability rule).
@@ -485,17 +492,28 @@ void FileSpoolStore::WriteOne(Op& op) {
 //      ones, before any sync, so that the sync carries the renames too;
 //   3. make the batch durable: a batch of new files (each up to
 //      SpoolJournal::kMaxFileBytes) by one append and fdatasync of the
-//      journal; anything else by one syncfs (every dirty inode of the file
+//      journal, started on the side thread before step 1 so that the disk
+//      syncs while this thread writes the files (recovery rebuilds from the
+//      journal any file a crash lost, so the file need not be on disk
+//      first); anything else by one syncfs (every dirty inode of the file
 //      system, directories included) followed by a journal checkpoint;
 //      without a journal and below options_.syncfs_min_batch, fdatasync of
 //      each file plus an fsync of each directory that gained an entry;
-//   4. only then complete: a create is acknowledged after step 3 succeeded.
+//   4. only then complete: a create is acknowledged after steps 1-3
+//      succeeded.
 // Removals are not synced: a removal lost in a power cut brings the file
 // back and the job is delivered again (at-least-once), as in Postfix; the
-// journal's record of it, written with the next commit, prevents that.
+// journal's record of it, written after the batch's commit and made durable
+// with the next one, prevents that.
 void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
                               bool commits) {
   GroupCommitStats delta;
+  for (auto& op : batch) {
+    if (op->kind == Op::Kind::kCreate) PrepareCreate(*op);
+  }
+  // The journal and the spares belong to the committer: a batch of reads and
+  // background work, run by another thread meanwhile, never touches them.
+  bool journaling = commits && journal_ != nullptr && StartJournalCommit(batch);
   for (auto& op : batch) {
     if (op->kind == Op::Kind::kCreate || op->kind == Op::Kind::kAppend)
       WriteOne(*op);
@@ -503,11 +521,16 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
   RenameAndUnlink(batch);
   size_t writes = 0;
   for (auto& op : batch) writes += op->fd && op->status.ok();
-  if (writes > 0) SyncBatch(batch, writes, &delta);
-  // The journal and the spares belong to the committer: a batch of reads and
-  // background work, run by another thread meanwhile, never touches them.
-  if (commits && journal_ != nullptr && journal_->HasPending())
-    WriteRemovals(&delta);
+  if (journaling) {
+    FinishJournalCommit(batch, &delta);
+  } else if (writes > 0) {
+    SyncBatch(batch, writes, &delta);
+  }
+  if (commits && journal_ != nullptr) {
+    for (const std::string& qid : removed_) journal_->AddRemove(qid);
+    removed_.clear();
+    if (journal_->HasPending()) WriteRemovals(&delta);
+  }
   for (auto& op : batch) {  // the bytes are in the page cache now
     std::string().swap(op->body);
     std::string().swap(op->header);
@@ -609,7 +632,9 @@ void FileSpoolStore::RemoveOne(Op& op) {
   op.status = spare ? env_->Rename(op.path, spare_path) : env_->Unlink(op.path);
   if (!op.status.ok()) return;
   if (spare) spares_.push_back(std::move(spare_path));
-  if (journal_ != nullptr) journal_->AddRemove(op.qid);
+  // Journaled once the batch's commit is over (the side thread may be
+  // writing the journal now).
+  if (journal_ != nullptr) removed_.push_back(op.qid);
 }
 
 void FileSpoolStore::DropSpares() {
@@ -625,18 +650,8 @@ void FileSpoolStore::DropSpares() {
 void FileSpoolStore::SyncBatch(std::vector<std::unique_ptr<Op>>& batch,
                                size_t writes, GroupCommitStats* stats) {
   auto syncing = [](const Op& op) { return op.fd && op.status.ok(); };
-  if (journal_ != nullptr) {
-    farm::Status journaled = CommitToJournal(batch, stats);
-    if (journaled.ok()) {
-      for (auto& op : batch) op->fd.Reset();
-      return;
-    }
-    if (journaled.code() != farm::Status::Code::kNotFound)
-      LOG(WARNING) << "spool: " << journaled.message()
-                   << "; making the batch durable with syncfs instead";
-  }
-  // With a journal every other batch is one syncfs too (SyncAll checkpoints
-  // after it, which recovery relies on).
+  // With a journal every batch it did not take is one syncfs (SyncAll
+  // checkpoints after it, which recovery relies on).
   if (journal_ != nullptr ||
       (options_.syncfs_min_batch > 0 && writes >= options_.syncfs_min_batch)) {
     farm::Status synced = SyncAll(stats);
@@ -728,28 +743,55 @@ void FileSpoolStore::Finish(Op& op) {
 // The journal takes a batch whose every write is a create of at most
 // SpoolJournal::kMaxFileBytes (kNotFound otherwise: not an error, the batch
 // goes to syncfs).
-farm::Status FileSpoolStore::CommitToJournal(
-    std::vector<std::unique_ptr<Op>>& batch, GroupCommitStats* stats) {
+// Starts the journal commit of a batch whose writes are all new files small
+// enough for the journal, if they fit before its end; false leaves the batch
+// to SyncBatch (a syncfs: for a full journal that is the checkpoint, which
+// makes this batch durable too).
+bool FileSpoolStore::StartJournalCommit(
+    const std::vector<std::unique_ptr<Op>>& batch) {
   size_t bytes = 0, count = 0;
   for (const auto& op : batch) {
-    if (!op->fd || !op->status.ok()) continue;
+    if (op->kind == Op::Kind::kAppend) return false;
+    if (op->kind != Op::Kind::kCreate) continue;
     size_t size = op->header.size() + op->body.size();
-    if (op->kind != Op::Kind::kCreate || size > SpoolJournal::kMaxFileBytes)
-      return farm::Status::NotFound("not for the journal");
+    if (size > SpoolJournal::kMaxFileBytes) return false;
     bytes += size;
     ++count;
   }
-  if (!journal_->FitsEmpty(bytes, count))
-    return farm::Status::NotFound("batch larger than the journal");
-  // A full journal is checkpointed; the checkpoint's syncfs has then made
-  // this batch durable too.
-  if (!journal_->Fits(bytes, count)) return SyncAll(stats);
-  for (const auto& op : batch) {
-    if (op->fd && op->status.ok())
-      journal_->AddCreate(op->qid, op->header, op->body);
-  }
+  if (count == 0 || !journal_->Fits(bytes, count)) return false;
+  // The side thread reads only qid, header and body, which nothing changes
+  // until FinishJournalCommit has waited for it.
+  journal_commit_->Start([this, &batch] {
+    for (const auto& op : batch) {
+      if (op->kind == Op::Kind::kCreate)
+        journal_->AddCreate(op->qid, op->header, op->body);
+    }
+    return journal_->Commit();
+  });
+  return true;
+}
+
+// Waits for the journal commit: the batch is durable if it succeeded, else
+// one syncfs (and checkpoint) must make it so. A create whose file could not
+// be written is journaled anyway; its removal record keeps recovery from
+// bringing back a message that was never accepted.
+void FileSpoolStore::FinishJournalCommit(
+    std::vector<std::unique_ptr<Op>>& batch, GroupCommitStats* stats) {
+  farm::Status journaled = journal_commit_->Wait();
   ++stats->journal_syncs;
-  return journal_->Commit();
+  if (!journaled.ok()) {
+    LOG(WARNING) << "spool: " << journaled.message()
+                 << "; making the batch durable with syncfs instead";
+    farm::Status synced = SyncAll(stats);
+    for (auto& op : batch) {
+      if (op->fd && op->status.ok()) op->status = synced;
+    }
+  }
+  for (auto& op : batch) {
+    if (journaled.ok() && op->kind == Op::Kind::kCreate && !op->status.ok())
+      removed_.push_back(op->qid);
+    op->fd.Reset();
+  }
 }
 
 // One syncfs: every queue file, state record and directory entry durable.

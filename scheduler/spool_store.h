@@ -23,6 +23,7 @@
 #include "farm/unique_fd.h"
 #include "scheduler/loop_tasks.h"
 #include "scheduler/queue_id.h"
+#include "scheduler/side_thread.h"
 #include "scheduler/spool_env.h"
 #include "scheduler/spool_file.h"
 #include "scheduler/spool_journal.h"
@@ -188,12 +189,14 @@ class FileSpoolStore : public SpoolStore {
   void Submit(std::unique_ptr<Op> op);
   void WorkerLoop();
   void RunBatch(std::vector<std::unique_ptr<Op>>& batch, bool commits);
+  void PrepareCreate(Op& op);
   void WriteOne(Op& op);
   void RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch);
   void RemoveOne(Op& op);
   void DropSpares();
-  farm::Status CommitToJournal(std::vector<std::unique_ptr<Op>>& batch,
-                               GroupCommitStats* stats);
+  bool StartJournalCommit(const std::vector<std::unique_ptr<Op>>& batch);
+  void FinishJournalCommit(std::vector<std::unique_ptr<Op>>& batch,
+                           GroupCommitStats* stats);
   farm::Status SyncAll(GroupCommitStats* stats);
   void WriteRemovals(GroupCommitStats* stats);
   void SyncBatch(std::vector<std::unique_ptr<Op>>& batch, size_t writes,
@@ -215,6 +218,12 @@ class FileSpoolStore : public SpoolStore {
   std::vector<std::string> spares_;
   // Committer only, like spares_; nullptr without a journal.
   std::unique_ptr<SpoolJournal> journal_;
+  // Committer only: the qids removed in this batch, journaled after its
+  // commit.
+  std::vector<std::string> removed_;
+  // Runs a batch's journal commit while the committer writes its files;
+  // nullptr without a journal.
+  std::unique_ptr<SideThread> journal_commit_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Op>> queue_;  // guarded by mu_

@@ -24,7 +24,14 @@ class FaultEnv : public SpoolEnv {
   std::atomic<bool> fail_sync{false};
   std::atomic<bool> hold_first_write{false};
   std::atomic<bool> released{false};
+  // Queue files only (the journal's WriteAt is not affected): fail with
+  // ENOSPC; or hold each write (up to 5 s) until an fdatasync has begun,
+  // counting the writes it let through.
+  std::atomic<bool> no_space_for_files{false};
+  std::atomic<bool> hold_writes_for_a_sync{false};
+  std::atomic<int> writes_after_a_sync{0};
   std::atomic<int> data_syncs{0};
+  std::atomic<int> data_syncs_begun{0};  // reset by the test at will
   std::atomic<int> fs_syncs{0};
   std::atomic<int> dir_syncs{0};
   std::atomic<int> writes{0};
@@ -55,6 +62,12 @@ class FaultEnv : public SpoolEnv {
     if (hold_first_write.exchange(false)) {
       while (!released) usleep(1000);
     }
+    if (hold_writes_for_a_sync) {
+      for (int i = 0; i < 5000 && data_syncs_begun == 0; ++i) usleep(1000);
+      if (data_syncs_begun > 0) ++writes_after_a_sync;
+    }
+    if (no_space_for_files)
+      return farm::Status::FromErrno("write " + p, ENOSPC);
     if (no_space) {
       // Like a real full disk: part of the data may land before the error.
       (void)real()->Write(fd, data.substr(0, data.size() / 2), p);
@@ -76,6 +89,7 @@ class FaultEnv : public SpoolEnv {
   }
   void StartWriteback(int fd) override { real()->StartWriteback(fd); }
   farm::Status DataSync(int fd, const std::string& p) override {
+    ++data_syncs_begun;
     ++data_syncs;
     Watch();
     if (fail_sync) return farm::Status::FromErrno("fdatasync " + p, EIO);
@@ -683,6 +697,41 @@ TEST_F(JournaledSpoolTest, ABatchIsOneJournalSyncNotASyncfs) {
   EXPECT_EQ(env_.data_syncs.load() - fdatasyncs_at_open,
             static_cast<int>(stats.journal_syncs));
   EXPECT_EQ(CountFiles(spool_ + "/queue"), 40);
+}
+
+// The journal's fdatasync runs while the batch's files are written: a file
+// write held until a sync has begun is let through by the journal's, and the
+// message is acknowledged once both are done.
+TEST_F(JournaledSpoolTest, JournalSyncsWhileTheFilesAreWritten) {
+  OpenStore();
+  env_.data_syncs_begun = 0;
+  env_.hold_writes_for_a_sync = true;
+  auto made = CreateOne("Subject: overlap\r\n\r\nbody\r\n");
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  EXPECT_EQ(env_.writes_after_a_sync.load(), 1);
+  EXPECT_EQ(store_->stats().journal_syncs, 1u);
+  EXPECT_EQ(store_->stats().fs_syncs, 0u);
+  EXPECT_TRUE(ReadQueueFile(made->path).ok());
+}
+
+// The journal took the create before its file failed to be written: the
+// message was refused, so the open after a crash must not bring it back.
+TEST_F(JournaledSpoolTest, CreateWhoseFileFailedIsNotRestored) {
+  OpenStore();
+  env_.no_space_for_files = true;
+  int journal_writes = env_.journal_writes.load();
+  auto failed = CreateOne("Subject: refused\r\n\r\nbody\r\n");
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), farm::Status::Code::kNoSpace);
+  EXPECT_GT(env_.journal_writes.load(), journal_writes);  // it was journaled
+  EXPECT_EQ(CountFiles(spool_ + "/queue") + CountFiles(spool_ + "/tmp"), 0);
+  env_.no_space_for_files = false;
+  Reopen();
+  EXPECT_EQ(store_->stats().restored, 0u);
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
+  // And the spool takes messages again.
+  auto made = CreateOne("ok\r\n");
+  ASSERT_TRUE(made.ok()) << made.status().message();
 }
 
 TEST_F(JournaledSpoolTest, AcknowledgedFileLostInACrashIsRestoredAtOpen) {
