@@ -24,6 +24,10 @@ DEFINE_int64(count, 0,
 DEFINE_string(recipient, "bench@example.org", "recipient of every message");
 DEFINE_string(fsync_dir, "",
               "measure write(5 KB)+fdatasync on a file here instead");
+DEFINE_bool(fsync_overwrite, false,
+            "with --fsync_dir: overwrite an already written 1 MiB ring "
+            "instead of appending (no size or extent change: the device's "
+            "cache flush alone)");
 
 namespace {
 
@@ -41,11 +45,30 @@ int MeasureFsync() {
     return 1;
   }
   std::string block(static_cast<size_t>(FLAGS_size), 'x');
+  const off_t ring = 1 << 20;
+  if (FLAGS_fsync_overwrite) {
+    std::string zeros(static_cast<size_t>(ring), '\0');
+    if (::pwrite(fd, zeros.data(), zeros.size(), 0) != ring ||
+        ::fdatasync(fd) != 0) {
+      std::perror("preparing the ring");
+      return 1;
+    }
+  }
   long n = 0;
+  off_t offset = 0;
   double start = Now(), end = start + FLAGS_seconds;
   while (Now() < end) {
-    // Appending like a queue file does: new data and a size change each time.
-    if (::write(fd, block.data(), block.size()) < 0 || ::fdatasync(fd) != 0) {
+    // Appending, like a file written once per message: new data and a size
+    // change each time. Overwriting, like the spool journal: data only.
+    ssize_t wrote;
+    if (FLAGS_fsync_overwrite) {
+      if (offset + static_cast<off_t>(block.size()) > ring) offset = 0;
+      wrote = ::pwrite(fd, block.data(), block.size(), offset);
+      offset += static_cast<off_t>(block.size());
+    } else {
+      wrote = ::write(fd, block.data(), block.size());
+    }
+    if (wrote < 0 || ::fdatasync(fd) != 0) {
       std::perror("write/fdatasync");
       return 1;
     }

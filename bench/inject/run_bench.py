@@ -3,9 +3,11 @@
 scheduler's memory per deferred job.
 
 Usage: run_bench.py --bin BUILD/bin [--dir DIR] [--seconds 5] [--deferred 100000]
+                    [--standard-ext4 MB]
 
-1. The disk's raw rate of write(5 KB) + fdatasync on one file in DIR (the
-   filesystem the spool lives on), measured first in the same run.
+1. The disk's raw rates of write(5 KB) + fdatasync on one file in DIR (the
+   filesystem the spool lives on), appending and overwriting, measured first
+   in the same run; ratios are against the higher (overwrite) one.
 2. mailfarm-scheduler alone (no farms: accepted jobs wait in memory), fed by
    mailfarm-bench-inject with 1, 8 and 32 concurrent inject.sock clients
    sending 5 KB messages; each ack means the file and its directory entry
@@ -15,14 +17,16 @@ Usage: run_bench.py --bin BUILD/bin [--dir DIR] [--seconds 5] [--deferred 100000
    the scheduler's RSS before and after gives bytes per deferred job.
 """
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                "tests", "scheduler"))
+_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+sys.path.insert(0, os.path.join(_SRC, "tests", "scheduler"))
+sys.path.insert(0, os.path.join(_SRC, "tests", "lib"))  # mailfarm_harness, used by sched_harness
 
 
 def rss_kb(pid, field="VmRSS"):
@@ -33,32 +37,89 @@ def rss_kb(pid, field="VmRSS"):
     return 0
 
 
+@contextlib.contextmanager
+def standard_ext4(parent, size_mb):
+    """A freshly made ext4 with mkfs.ext4's defaults (a journal among them) on
+    a loop device with direct I/O over an image in parent, written with zeros
+    first so that the image's blocks exist: what a spool usually sits on,
+    whatever the host's own file system is. Yields its mount point. Root
+    only."""
+    image = os.path.join(parent, "mf-bench-ext4.img")
+    mnt = tempfile.mkdtemp(prefix="mf-ext4.", dir="/tmp")
+    loop = None
+    try:
+        subprocess.run(["dd", "if=/dev/zero", "of=" + image, "bs=1M", "count=%d" % size_mb,
+                        "conv=fsync", "status=none"], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", image], check=True)
+        loop = subprocess.run(["losetup", "--direct-io=on", "-f", "--show", image], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        subprocess.run(["mount", loop, mnt], check=True)
+        print("standard ext4: %s (%d MB image in %s, loop device %s, direct I/O)" %
+              (mnt, size_mb, parent, loop))
+        yield mnt
+    finally:
+        subprocess.run(["umount", mnt], stderr=subprocess.DEVNULL)
+        if loop:
+            subprocess.run(["losetup", "-d", loop], stderr=subprocess.DEVNULL)
+        for path in (image,):
+            if os.path.exists(path):
+                os.unlink(path)
+        os.rmdir(mnt)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--dir", default=None, help="where the spool goes (its filesystem is measured)")
+    ap.add_argument("--standard-ext4", type=int, default=0, metavar="MB",
+                    help="run on a new ext4 (mkfs defaults, with a journal) of MB megabytes on a "
+                    "loop device whose image goes in --dir (root only)")
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--clients", default="1,8,32")
     ap.add_argument("--deferred", type=int, default=100000)
     ap.add_argument("--io_threads", type=int, default=2, help="scheduler.io_threads")
     args = ap.parse_args()
+    if args.standard_ext4 > 0:
+        with standard_ext4(args.dir or "/var/tmp", args.standard_ext4) as mnt:
+            args.dir = mnt
+            run(args)
+    else:
+        run(args)
+
+
+def run(args):
     os.environ["MAILFARM_BIN"] = os.path.abspath(args.bin)
     os.environ.setdefault("PYTHONPATH", "")
     import sched_harness as h  # noqa: E402 (needs MAILFARM_BIN first)
     h.BIN = os.path.abspath(args.bin)
     if args.dir:
-        tempfile.tempdir = args.dir
+        tempfile.tempdir = args.dir  # the fdatasync probe's directory
     load = os.path.join(h.BIN, "mailfarm-bench-inject")
 
+    # Two raw rates: appending 5 KB + fdatasync (a size and extent change each
+    # time, as a file written per message has), and overwriting 5 KB of an
+    # already written file + fdatasync (the device's cache flush alone, as
+    # the spool journal does). The ratio is taken against the higher one.
     probe = tempfile.mkdtemp(prefix="mf-fsync.")
-    out = subprocess.run([load, "--fsync_dir", probe, "--seconds", str(args.seconds)],
-                         capture_output=True, text=True, check=True).stdout
-    fsync_rate = float(out.split()[1])
+    rates = {}
+    for mode in ("append", "overwrite"):
+        out = subprocess.run([load, "--fsync_dir", probe, "--seconds", str(args.seconds / 2),
+                              "--fsync_overwrite=%s" % ("true" if mode == "overwrite" else "false")],
+                             capture_output=True, text=True, check=True).stdout
+        rates[mode] = float(out.split()[1])
     os.rmdir(probe)
-    print("raw write(5 KB)+fdatasync: %.1f /s  (filesystem of %s)" % (fsync_rate, tempfile.gettempdir()))
+    fsync_rate = max(rates.values())
+    print("raw fdatasync/s: append 5 KB %.1f, overwrite 5 KB %.1f; ratios below are against %.1f"
+          "  (filesystem of %s)" % (rates["append"], rates["overwrite"], fsync_rate,
+                                    tempfile.gettempdir()))
 
     mf = h.Mailfarm("bench", scheduler_extra="max_inject_connections: 512 io_threads: %d" %
-                    args.io_threads)
+                    args.io_threads, parent=tempfile.gettempdir())
+    # The injections must hit the file system whose fdatasync rate was measured.
+    if os.stat(mf.dir).st_dev != os.stat(tempfile.gettempdir()).st_dev:
+        sys.exit("run_bench.py: the spool %s is not on the file system of %s" %
+                 (mf.spool, tempfile.gettempdir()))
+    print("spool: %s" % mf.spool)
     try:
         mf.start_scheduler()
         for n in [int(x) for x in args.clients.split(",")]:
@@ -67,8 +128,9 @@ def main():
                                capture_output=True, text=True)
             fields = r.stdout.split()
             rate = float(fields[fields.index("injections_per_s") + 1])
-            print("clients %2d: %8.1f durable injections/s  = %.2fx the raw fdatasync rate  (%s)" %
-                  (n, rate, rate / fsync_rate, r.stdout.strip()))
+            print("clients %2d: %8.1f durable injections/s  = %.2fx the raw fdatasync rate "
+                  "(%.2fx the append rate)  (%s)" %
+                  (n, rate, rate / fsync_rate, rate / rates["append"], r.stdout.strip()))
         stats = {s.name: s.value for s in mf.control(stats=True)[0].stats.samples if not s.labels}
         print("group commit: %d files, %d batches, largest batch %d, %d fdatasyncs, %d dir fsyncs" % (
             stats["mailfarm_spool_files_created_total"], stats["mailfarm_spool_commit_batches_total"],
@@ -81,7 +143,7 @@ def main():
     if args.deferred <= 0:
         return
     mf = h.Mailfarm("bench-rss", filter_enabled=False, backoff=(36000, 72000),
-                    scheduler_extra="max_inject_connections: 512")
+                    scheduler_extra="max_inject_connections: 512", parent=tempfile.gettempdir())
     try:
         mf.start_scheduler()
         mf.start_farms()

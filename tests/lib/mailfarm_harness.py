@@ -56,9 +56,10 @@ def wait_for(predicate, timeout=30.0, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
-def make_temp_dir(prefix="mf-"):
-    """A private temp dir, short enough for Unix socket paths; removed at exit."""
-    path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+def make_temp_dir(prefix="mf-", parent="/tmp"):
+    """A private temp dir under parent (/tmp: short enough for Unix socket
+    paths); removed at exit."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
     if not os.environ.get("MAILFARM_KEEP_TMP"):
         atexit.register(shutil.rmtree, path, True)
     return path

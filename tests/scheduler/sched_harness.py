@@ -145,8 +145,9 @@ class Mailfarm:
 
     def __init__(self, name, scheduler_extra="", channel_extra="delivery_timeout_ms: 20000",
                  filter_enabled=True, backoff=(1, 2), metrics_port=0,
-                 env=None):
-        self.dir = mailfarm_harness.make_temp_dir("mf-%s." % name)  # removed at exit
+                 env=None, parent="/tmp"):
+        # parent: the file system the spool is on (bench/inject's --dir).
+        self.dir = mailfarm_harness.make_temp_dir("mf-%s." % name, parent)  # removed at exit
         self.spool = os.path.join(self.dir, "spool")
         self.run = os.path.join(self.dir, "run")
         self.record = os.path.join(self.dir, "deliveries.log")
