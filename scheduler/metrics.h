@@ -28,7 +28,8 @@ class MetricsPage {
   void Add(const std::string& name, const std::string& type,
            const std::string& help, const Labels& labels, double value);
   // Declares a family without a sample (histograms add theirs with AddSample).
-  void Declare(const std::string& name, const std::string& type, const std::string& help) {
+  void Declare(const std::string& name, const std::string& type,
+               const std::string& help) {
     FamilyOf(name, type, help);
   }
   // A raw sample line of an existing family (histogram _bucket/_sum/_count).

@@ -274,8 +274,18 @@ void FileSpoolStore::Shutdown() {
     stopping_ = true;
   }
   cv_.notify_all();
+  bool committed = !threads_.empty();
   for (auto& t : threads_) t.join();
   threads_.clear();
+  // After a failed journal write or sync, which left records of refused
+  // creates that the next open would restore, a checkpoint (if the disk
+  // takes it now) makes sure they are never read.
+  if (committed && journal_ != nullptr && journal_->generation() == 0) {
+    GroupCommitStats ignored;
+    farm::Status status = SyncAll(&ignored);
+    if (!status.ok())
+      LOG(WARNING) << "spool journal: checkpoint at stop: " << status.message();
+  }
 }
 
 std::string FileSpoolStore::PathOf(const std::string& qid) const {
@@ -773,8 +783,10 @@ bool FileSpoolStore::StartJournalCommit(
 
 // Waits for the journal commit: the batch is durable if it succeeded, else
 // one syncfs (and checkpoint) must make it so. A create whose file could not
-// be written is journaled anyway; its removal record keeps recovery from
-// bringing back a message that was never accepted.
+// be written, or that neither sync made durable, was journaled anyway; its
+// removal record keeps recovery from bringing back a message that was never
+// accepted. (After a failed journal write the removal waits for the
+// checkpoint, which voids the create's record itself; see Shutdown.)
 void FileSpoolStore::FinishJournalCommit(
     std::vector<std::unique_ptr<Op>>& batch, GroupCommitStats* stats) {
   farm::Status journaled = journal_commit_->Wait();
@@ -788,7 +800,7 @@ void FileSpoolStore::FinishJournalCommit(
     }
   }
   for (auto& op : batch) {
-    if (journaled.ok() && op->kind == Op::Kind::kCreate && !op->status.ok())
+    if (op->kind == Op::Kind::kCreate && !op->status.ok())
       removed_.push_back(op->qid);
     op->fd.Reset();
   }

@@ -864,6 +864,29 @@ TEST_F(JournaledSpoolTest, FailedJournalSyncFallsBackAndLosesNothing) {
   auto made = CreateOne("y\r\n");
   ASSERT_TRUE(made.ok()) << made.status().message();
   EXPECT_TRUE(ReadQueueFile(made->path).ok());
+  // The sync after a failed one is a syncfs and a checkpoint (the journal
+  // may have a hole where the failed sync was), then the journal again.
+  EXPECT_GE(store_->stats().checkpoints, 1u);
+  auto later = CreateOne("z\r\n");
+  ASSERT_TRUE(later.ok());
+  EXPECT_GE(store_->stats().journal_syncs, 2u);
+  Reopen();
+  EXPECT_EQ(store_->stats().restored, 0u);
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 2);
+}
+
+// The refused create's record reached the journal before its sync failed;
+// a clean stop writes its removal record, so the next open does not bring
+// back a message whose client was told to try again.
+TEST_F(JournaledSpoolTest, CreateRefusedByAFailedSyncIsNotRestored) {
+  OpenStore();
+  env_.fail_sync = true;
+  auto failed = CreateOne("Subject: refused\r\n\r\nbody\r\n");
+  ASSERT_FALSE(failed.ok());
+  env_.fail_sync = false;
+  Reopen();
+  EXPECT_EQ(store_->stats().restored, 0u);
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
 }
 
 }  // namespace
