@@ -6,6 +6,7 @@
 #include <gflags/gflags.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -94,8 +95,11 @@ int main(int argc, char** argv) {
   std::atomic<long> acked{0}, failed{0}, issued{0};
   double start = Now(), end = start + FLAGS_seconds;
   std::vector<std::thread> threads;
+  // Per client: the time from the first byte sent to the durable ack of each
+  // accepted injection.
+  std::vector<std::vector<double>> latencies(FLAGS_clients);
   for (int c = 0; c < FLAGS_clients; ++c) {
-    threads.emplace_back([&] {
+    threads.emplace_back([&, c] {
       auto client = farm::InjectClient::Connect(FLAGS_socket);
       if (!client.ok()) {
         std::fprintf(stderr, "%s\n", client.status().message().c_str());
@@ -107,12 +111,14 @@ int main(int argc, char** argv) {
       request.add_recipients(FLAGS_recipient);
       request.set_size(body.size());
       while (FLAGS_count > 0 ? issued++ < FLAGS_count : Now() < end) {
+        double sent = Now();
         if (!(*client)->Begin(request).ok() || !(*client)->Write(body).ok()) {
           ++failed;
           return;
         }
         auto reply = (*client)->Finish(60000);
         if (reply.ok() && reply->status() == mailfarm::InjectReply::ACCEPTED) {
+          latencies[c].push_back(Now() - sent);
           ++acked;
         } else {
           ++failed;
@@ -122,9 +128,19 @@ int main(int argc, char** argv) {
   }
   for (auto& t : threads) t.join();
   double elapsed = Now() - start;
+  std::vector<double> all;
+  for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  auto percentile_ms = [&](double p) {
+    if (all.empty()) return 0.0;
+    return 1000 *
+           all[std::min(all.size() - 1, static_cast<size_t>(p * all.size()))];
+  };
   std::printf(
-      "clients %d acked %ld failed %ld seconds %.2f injections_per_s %.1f\n",
+      "clients %d acked %ld failed %ld seconds %.2f injections_per_s %.1f "
+      "ack_ms_p50 %.2f ack_ms_p99 %.2f ack_ms_max %.2f\n",
       FLAGS_clients, acked.load(), failed.load(), elapsed,
-      static_cast<double>(acked.load()) / elapsed);
+      static_cast<double>(acked.load()) / elapsed, percentile_ms(0.5),
+      percentile_ms(0.99), all.empty() ? 0.0 : 1000 * all.back());
   return failed.load() > 0 ? 1 : 0;
 }
