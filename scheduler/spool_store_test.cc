@@ -461,6 +461,33 @@ TEST_F(SpoolStoreTest, RemoveIsNotSynced) {
   EXPECT_EQ(env_.dir_syncs.load(), dir);
 }
 
+// With two I/O threads: creates queued while a batch commits wake nobody
+// and are taken by the committer when it is done; a read queued then is
+// served by the other thread at once, while the commit is still held.
+TEST_F(SpoolStoreTest, CommitsQueueBehindTheCommitterReadsDoNot) {
+  OpenStore(2);
+  auto existing = CreateOne("Subject: old\r\n\r\nx\r\n");
+  ASSERT_TRUE(existing.ok());
+  env_.hold_first_write = true;
+  int done = 0, failed = 0;
+  for (int i = 0; i < 20; ++i) {
+    store_->Create(Envelope(), std::string(5000, 'x'), [&](auto r) {
+      ++done;
+      if (!r.ok()) ++failed;
+    });
+  }
+  ASSERT_FALSE(HeldQid().empty());  // the first write is held
+  std::optional<farm::StatusOr<QueueFile>> read;
+  store_->Read(existing->path, [&](auto r) { read = std::move(r); });
+  RunUntil([&] { return read.has_value(); });
+  EXPECT_EQ(done, 0);  // the commit is still held
+  ASSERT_TRUE(read->ok()) << read->status().message();
+  env_.released = true;
+  RunUntil([&] { return done == 20; });
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 21);
+}
+
 // A read of a file whose create is still in flight (an adopt racing an
 // injection) completes only after the create's own completion.
 TEST_F(SpoolStoreTest, ReadOfAnUnacknowledgedFileWaitsForItsCreate) {
