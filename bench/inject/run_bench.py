@@ -78,6 +78,7 @@ def main():
     ap.add_argument("--clients", default="1,8,32")
     ap.add_argument("--deferred", type=int, default=100000)
     ap.add_argument("--io_threads", type=int, default=2, help="scheduler.io_threads")
+    ap.add_argument("--journal_mb", type=int, default=32, help="scheduler.spool_journal_mb")
     args = ap.parse_args()
     if args.standard_ext4 > 0:
         with standard_ext4(args.dir or "/var/tmp", args.standard_ext4) as mnt:
@@ -113,8 +114,9 @@ def run(args):
           "  (filesystem of %s)" % (rates["append"], rates["overwrite"], fsync_rate,
                                     tempfile.gettempdir()))
 
-    mf = h.Mailfarm("bench", scheduler_extra="max_inject_connections: 512 io_threads: %d" %
-                    args.io_threads, parent=tempfile.gettempdir())
+    mf = h.Mailfarm("bench", scheduler_extra="max_inject_connections: 512 io_threads: %d "
+                    "spool_journal_mb: %d" % (args.io_threads, args.journal_mb),
+                    parent=tempfile.gettempdir())
     # The injections must hit the file system whose fdatasync rate was measured.
     if os.stat(mf.dir).st_dev != os.stat(tempfile.gettempdir()).st_dev:
         sys.exit("run_bench.py: the spool %s is not on the file system of %s" %
