@@ -43,6 +43,7 @@ struct FileSpoolStore::Op {
   bool reused = false;   // tmp_path is a spare file being rewritten
   bool reuse_allowed = false;  // kRemove: the file may become a spare
   bool renamed = false;        // the queue file exists and must go on failure
+  bool journaled = false;      // kCreate: its record went to the journal
   farm::Status status;
   uint64_t body_offset = 0;
   std::optional<farm::StatusOr<QueueFile>> read_result;
@@ -525,21 +526,23 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
   // background work, run by another thread meanwhile, never touches them.
   bool journaling = commits && journal_ != nullptr && StartJournalCommit(batch);
   for (auto& op : batch) {
-    if (op->kind == Op::Kind::kCreate || op->kind == Op::Kind::kAppend)
+    if ((op->kind == Op::Kind::kCreate || op->kind == Op::Kind::kAppend) &&
+        op->status.ok())
       WriteOne(*op);
   }
   RenameAndUnlink(batch);
   size_t writes = 0;
   for (auto& op : batch) writes += op->fd && op->status.ok();
+  bool refused = false;
   if (journaling) {
-    FinishJournalCommit(batch, &delta);
+    refused = FinishJournalCommit(batch, &delta);
   } else if (writes > 0) {
     SyncBatch(batch, writes, &delta);
   }
   if (commits && journal_ != nullptr) {
     for (const std::string& qid : removed_) journal_->AddRemove(qid);
     removed_.clear();
-    if (journal_->HasPending()) WriteRemovals(&delta);
+    if (journal_->HasPending()) WriteRemovals(&delta, /*sync=*/refused);
   }
   for (auto& op : batch) {  // the bytes are in the page cache now
     std::string().swap(op->body);
@@ -755,10 +758,13 @@ void FileSpoolStore::Finish(Op& op) {
 // goes to syncfs).
 // Starts the journal commit of a batch whose writes are all new files small
 // enough for the journal, if they fit before its end; false leaves the batch
-// to SyncBatch (a syncfs: for a full journal that is the checkpoint, which
-// makes this batch durable too).
+// to SyncBatch (a syncfs, which for a full journal is the checkpoint).
+// A create whose queue id names an existing file (ids repeat only when the
+// clock stepped back across a restart) is refused here, before the journal
+// takes it: its record, or the removal record that undoes it, would make
+// recovery overwrite or remove the other job's file.
 bool FileSpoolStore::StartJournalCommit(
-    const std::vector<std::unique_ptr<Op>>& batch) {
+    std::vector<std::unique_ptr<Op>>& batch) {
   size_t bytes = 0, count = 0;
   for (const auto& op : batch) {
     if (op->kind == Op::Kind::kAppend) return false;
@@ -769,12 +775,20 @@ bool FileSpoolStore::StartJournalCommit(
     ++count;
   }
   if (count == 0 || !journal_->Fits(bytes, count)) return false;
+  for (auto& op : batch) {
+    if (op->kind != Op::Kind::kCreate) continue;
+    if (env_->FileSize(op->path).ok()) {
+      op->status =
+          farm::Status::TempFail("queue id " + op->qid + " already in use");
+    } else {
+      op->journaled = true;
+    }
+  }
   // The side thread reads only qid, header and body, which nothing changes
   // until FinishJournalCommit has waited for it.
   journal_commit_->Start([this, &batch] {
     for (const auto& op : batch) {
-      if (op->kind == Op::Kind::kCreate)
-        journal_->AddCreate(op->qid, op->header, op->body);
+      if (op->journaled) journal_->AddCreate(op->qid, op->header, op->body);
     }
     return journal_->Commit();
   });
@@ -785,9 +799,11 @@ bool FileSpoolStore::StartJournalCommit(
 // one syncfs (and checkpoint) must make it so. A create whose file could not
 // be written, or that neither sync made durable, was journaled anyway; its
 // removal record keeps recovery from bringing back a message that was never
-// accepted. (After a failed journal write the removal waits for the
-// checkpoint, which voids the create's record itself; see Shutdown.)
-void FileSpoolStore::FinishJournalCommit(
+// accepted. True when such a record must be made durable before the
+// refusal is reported (RunBatch commits it). After a failed journal write
+// the removal waits for the checkpoint, which voids the create's record
+// itself (see Shutdown).
+bool FileSpoolStore::FinishJournalCommit(
     std::vector<std::unique_ptr<Op>>& batch, GroupCommitStats* stats) {
   farm::Status journaled = journal_commit_->Wait();
   ++stats->journal_syncs;
@@ -799,11 +815,15 @@ void FileSpoolStore::FinishJournalCommit(
       if (op->fd && op->status.ok()) op->status = synced;
     }
   }
+  bool refused = false;
   for (auto& op : batch) {
-    if (op->kind == Op::Kind::kCreate && !op->status.ok())
+    if (op->journaled && !op->status.ok()) {
       removed_.push_back(op->qid);
+      refused = true;
+    }
     op->fd.Reset();
   }
+  return refused;
 }
 
 // One syncfs: every queue file, state record and directory entry durable.
@@ -828,9 +848,11 @@ farm::Status FileSpoolStore::SyncAll(GroupCommitStats* stats) {
 
 // Removals recorded in the journal without a sync of their own, as an unlink
 // is not synced: a later commit or the kernel's write-back carries them.
-void FileSpoolStore::WriteRemovals(GroupCommitStats* stats) {
-  farm::Status status =
-      journal_->Fits(0, 0) ? journal_->Write() : SyncAll(stats);
+// `sync`: the records undo creates being refused, which must not come back.
+void FileSpoolStore::WriteRemovals(GroupCommitStats* stats, bool sync) {
+  farm::Status status = !journal_->Fits(0, 0) ? SyncAll(stats)
+                        : sync                ? journal_->Commit()
+                                              : journal_->Write();
   if (!status.ok()) LOG(WARNING) << "spool journal: " << status.message();
 }
 

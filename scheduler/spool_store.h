@@ -194,11 +194,11 @@ class FileSpoolStore : public SpoolStore {
   void RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch);
   void RemoveOne(Op& op);
   void DropSpares();
-  bool StartJournalCommit(const std::vector<std::unique_ptr<Op>>& batch);
-  void FinishJournalCommit(std::vector<std::unique_ptr<Op>>& batch,
+  bool StartJournalCommit(std::vector<std::unique_ptr<Op>>& batch);
+  bool FinishJournalCommit(std::vector<std::unique_ptr<Op>>& batch,
                            GroupCommitStats* stats);
   farm::Status SyncAll(GroupCommitStats* stats);
-  void WriteRemovals(GroupCommitStats* stats);
+  void WriteRemovals(GroupCommitStats* stats, bool sync = false);
   void SyncBatch(std::vector<std::unique_ptr<Op>>& batch, size_t writes,
                  GroupCommitStats* stats);
   void FinishCreate(Op& op);  // loop thread

@@ -13,6 +13,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "farm/clock.h"
+
 namespace mailfarm::scheduler {
 namespace {
 
@@ -185,6 +187,7 @@ class SpoolStoreTest : public ::testing::Test {
     options.syncfs_min_batch = syncfs_min_batch;
     options.env = &env_;
     options.spare_files = spare_files_;
+    options.clock = clock_;
     options.journal_bytes = journal_bytes_;
     auto store = FileSpoolStore::Open(options, tasks_.get());
     ASSERT_TRUE(store.ok()) << store.status().message();
@@ -238,7 +241,8 @@ class SpoolStoreTest : public ::testing::Test {
   std::unique_ptr<LoopTasks> tasks_;
   FaultEnv env_;
   size_t spare_files_ = 1024;
-  uint64_t journal_bytes_ = 0;  // the journal tests turn it on
+  uint64_t journal_bytes_ = 0;    // the journal tests turn it on
+  farm::Clock* clock_ = nullptr;  // the real one
   std::unique_ptr<FileSpoolStore> store_;
 };
 
@@ -759,6 +763,42 @@ TEST_F(JournaledSpoolTest, CreateWhoseFileFailedIsNotRestored) {
   // And the spool takes messages again.
   auto made = CreateOne("ok\r\n");
   ASSERT_TRUE(made.ok()) << made.status().message();
+}
+
+// The clock stepped back across a restart: the new message gets the queue
+// id of a job still in the spool. It is refused before the journal takes it,
+// so the next open neither overwrites nor removes the other job's file.
+TEST_F(JournaledSpoolTest, RepeatedQueueIdLeavesTheOtherJobAlone) {
+  farm::FakeClock clock;
+  clock_ = &clock;
+  auto kept = CreateAndClose("Subject: kept\r\n\r\nfirst\r\n");
+  std::ifstream in(kept.path, std::ios::binary);
+  std::string before((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_FALSE(before.empty());
+  OpenStore();  // the same clock: the generator hands out the same id again
+  auto repeated = CreateOne("Subject: other\r\n\r\nsecond\r\n");
+  ASSERT_FALSE(repeated.ok());
+  EXPECT_NE(repeated.status().message().find("already in use"),
+            std::string::npos);
+  Reopen();
+  EXPECT_EQ(store_->stats().restored, 0u);
+  EXPECT_EQ(store_->stats().re_removed, 0u);
+  std::ifstream again(kept.path, std::ios::binary);
+  std::string after((std::istreambuf_iterator<char>(again)), {});
+  EXPECT_EQ(after, before);
+}
+
+// The removal record that undoes a refused create is synced before the
+// refusal is reported: a power cut then cannot keep the create and lose it.
+TEST_F(JournaledSpoolTest, RefusedCreateIsUndoneDurably) {
+  OpenStore();
+  int syncs = env_.data_syncs.load();
+  env_.no_space_for_files = true;
+  auto failed = CreateOne("Subject: refused\r\n\r\nbody\r\n");
+  ASSERT_FALSE(failed.ok());
+  // The batch's journal commit, then the removal record's.
+  EXPECT_EQ(env_.data_syncs.load() - syncs, 2);
+  env_.no_space_for_files = false;
 }
 
 TEST_F(JournaledSpoolTest, AcknowledgedFileLostInACrashIsRestoredAtOpen) {
