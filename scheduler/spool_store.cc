@@ -748,14 +748,6 @@ void FileSpoolStore::Finish(Op& op) {
   }
 }
 
-// A commit whose fdatasync failed may still leave its records on disk, in
-// the current generation until the next checkpoint: after a crash in that
-// window, creates that were answered with a failure may be restored and
-// delivered (their senders will likely send them again: at-least-once).
-//
-// The journal takes a batch whose every write is a create of at most
-// SpoolJournal::kMaxFileBytes (kNotFound otherwise: not an error, the batch
-// goes to syncfs).
 // Starts the journal commit of a batch whose writes are all new files small
 // enough for the journal, if they fit before its end; false leaves the batch
 // to SyncBatch (a syncfs, which for a full journal is the checkpoint).
