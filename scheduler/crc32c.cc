@@ -1,9 +1,15 @@
-// crc32c.cc: table-driven CRC-32C, eight bytes per step (slicing-by-8), so a
-// 50 MB body is checked in well under a second without CPU-specific code.
+// crc32c.cc: CRC-32C with the CPU's crc32 instruction where it has one
+// (x86-64 with SSE4.2, checked once at run time), else table-driven, eight
+// bytes per step (slicing-by-8). Each message is checksummed twice on the
+// accept path (its body, then its journal record): on the shared VM the
+// table took 2.3% of the scheduler's samples at 32 clients.
 #include "scheduler/crc32c.h"
 
 #include <array>
 #include <cstring>
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
 
 namespace mailfarm::scheduler {
 
@@ -30,9 +36,37 @@ constexpr Tables MakeTables() {
 
 constexpr Tables kTables = MakeTables();
 
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) uint32_t Crc32cHardware(uint32_t crc,
+                                                          const void* data,
+                                                          size_t size) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  uint64_t c = ~crc;
+  while (size >= 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = _mm_crc32_u64(c, word);
+    p += 8;
+    size -= 8;
+  }
+  auto c32 = static_cast<uint32_t>(c);
+  while (size-- > 0) c32 = _mm_crc32_u8(c32, *p++);
+  return ~c32;
+}
+
+const bool kHasCrc32Instruction = __builtin_cpu_supports("sse4.2");
+#endif
+
 }  // namespace
 
 uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t size) {
+#if defined(__x86_64__)
+  if (kHasCrc32Instruction) return Crc32cHardware(crc, data, size);
+#endif
+  return Crc32cExtendPortable(crc, data, size);
+}
+
+uint32_t Crc32cExtendPortable(uint32_t crc, const void* data, size_t size) {
   const auto* p = static_cast<const unsigned char*>(data);
   crc = ~crc;
   while (size >= 8) {

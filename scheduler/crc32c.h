@@ -12,6 +12,9 @@ namespace mailfarm::scheduler {
 // Extends `crc` (the value of a previous call, or 0 to start) over [data,
 // data+size). Thread-safe. Crc32c("123456789") == 0xE3069283.
 uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t size);
+// The same without CPU-specific instructions (what Crc32cExtend falls back
+// to; its test compares the two).
+uint32_t Crc32cExtendPortable(uint32_t crc, const void* data, size_t size);
 
 inline uint32_t Crc32c(std::string_view data) {
   return Crc32cExtend(0, data.data(), data.size());

@@ -18,7 +18,24 @@ std::string QueueIdGenerator::Next(int64_t now_unix_ms) {
   std::snprintf(buf, sizeof buf, "%012llx%04x",
                 static_cast<unsigned long long>(last_ms_ & 0xffffffffffffLL),
                 counter_);
-  return std::string(buf, kQueueIdLength);
+  last_.assign(buf, kQueueIdLength);
+  return last_;
+}
+
+void QueueIdGenerator::Seed(std::string_view qid) {
+  if (!IsValidQueueId(qid)) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!last_.empty() && qid <= last_) return;
+  last_ms_ = QueueIdTimeMs(qid);
+  counter_ = 0;
+  for (char c : qid.substr(12))
+    counter_ = counter_ * 16 + (c <= '9' ? c - '0' : c - 'a' + 10);
+  last_ = std::string(qid);
+}
+
+std::string QueueIdGenerator::Last() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_;
 }
 
 bool IsValidQueueId(std::string_view qid) {

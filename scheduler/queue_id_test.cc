@@ -33,6 +33,23 @@ TEST(QueueId, ClockStepBackStaysIncreasing) {
   EXPECT_EQ(QueueIdTimeMs(a), 2'000'000);
 }
 
+// A restart with the clock behind the newest id the spool recorded: the
+// seeded generator still hands out greater ids.
+TEST(QueueId, SeededGeneratorContinuesAfterTheSeed) {
+  QueueIdGenerator before;
+  before.Next(2'000'000);
+  std::string newest = before.Next(2'000'000);
+  QueueIdGenerator after;
+  after.Seed(newest);
+  EXPECT_EQ(after.Last(), newest);
+  std::string next = after.Next(1'000'000);
+  EXPECT_GT(next, newest);
+  after.Seed("0000000000000001");  // older: no effect
+  after.Seed("not an id");
+  EXPECT_GT(after.Next(1'000'000), next);
+  EXPECT_GT(after.Next(3'000'000), next);
+}
+
 TEST(QueueId, CounterOverflowBorrowsNextMs) {
   QueueIdGenerator gen;
   std::string last;

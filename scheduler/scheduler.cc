@@ -215,6 +215,8 @@ void FillProcessStats(Process& p, Stats* stats) {
         {"mailfarm_spool_max_batch", g.max_batch},
         {"mailfarm_spool_journal_syncs_total", g.journal_syncs},
         {"mailfarm_spool_journal_checkpoints_total", g.checkpoints},
+        {"mailfarm_spool_journal_side_checkpoints_total", g.side_checkpoints},
+        {"mailfarm_spool_journal_checkpoint_waits_total", g.checkpoint_waits},
         {"mailfarm_spool_files_restored_total", g.restored},
         {"mailfarm_spool_failures_total", g.failures}}) {
     auto* sample = stats->add_samples();

@@ -22,6 +22,7 @@ void SideThread::Start(std::function<farm::Status()> task) {
     std::lock_guard<std::mutex> lock(mu_);
     task_ = std::move(task);
     result_.reset();
+    started_ = true;
   }
   cv_.notify_all();
 }
@@ -31,7 +32,13 @@ farm::Status SideThread::Wait() {
   cv_.wait(lock, [this] { return result_.has_value(); });
   farm::Status result = std::move(*result_);
   result_.reset();
+  started_ = false;
   return result;
+}
+
+bool SideThread::Running() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return started_ && !result_.has_value();
 }
 
 void SideThread::Loop() {

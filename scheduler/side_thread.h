@@ -26,6 +26,8 @@ class SideThread {
   void Start(std::function<farm::Status()> task);
   // Blocks until the started task has returned; its Status.
   farm::Status Wait();
+  // Whether Wait would block: a task was started and has not returned.
+  bool Running();
 
  private:
   void Loop();
@@ -34,8 +36,9 @@ class SideThread {
   std::condition_variable cv_;
   std::function<farm::Status()> task_;  // guarded by mu_
   std::optional<farm::Status> result_;  // guarded by mu_
-  bool stopping_ = false;               // guarded by mu_
-  std::thread thread_;  // last: it starts once the members above exist
+  bool started_ = false;   // Start called, Wait not yet; guarded by mu_
+  bool stopping_ = false;  // guarded by mu_
+  std::thread thread_;     // last: it starts once the members above exist
 };
 
 }  // namespace mailfarm::scheduler

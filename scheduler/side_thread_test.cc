@@ -1,5 +1,6 @@
 // side_thread_test.cc: a task runs beside the caller and hands back its
-// Status; one started before destruction still runs.
+// Status; Running says whether Wait would block; one started before
+// destruction still runs.
 #include "scheduler/side_thread.h"
 
 #include <gtest/gtest.h>
@@ -28,6 +29,24 @@ TEST(SideThreadTest, RunsBesideTheCallerAndReturnsTheStatus) {
   EXPECT_EQ(status.message(), "disk busy");
   side.Start([] { return farm::Status::Ok(); });
   EXPECT_TRUE(side.Wait().ok());
+}
+
+TEST(SideThreadTest, RunningUntilTheTaskReturns) {
+  SideThread side;
+  EXPECT_FALSE(side.Running());
+  std::atomic<bool> finish{false};
+  side.Start([&] {
+    for (int i = 0; i < 5000 && !finish; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return farm::Status::Ok();
+  });
+  EXPECT_TRUE(side.Running());
+  finish = true;
+  for (int i = 0; i < 5000 && side.Running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_FALSE(side.Running());  // returned, not yet waited for
+  EXPECT_TRUE(side.Wait().ok());
+  EXPECT_FALSE(side.Running());
 }
 
 TEST(SideThreadTest, TaskStartedBeforeDestructionRuns) {

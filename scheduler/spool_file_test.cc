@@ -40,7 +40,28 @@ spool::JobState State(uint64_t seq, uint32_t attempts,
   return s;
 }
 
-TEST(Crc32c, KnownVector) { EXPECT_EQ(Crc32c("123456789"), 0xE3069283u); }
+TEST(Crc32c, KnownVector) {
+  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
+  EXPECT_EQ(Crc32cExtendPortable(0, "123456789", 9), 0xE3069283u);
+}
+
+// The instruction (where the CPU has it) and the table agree at every
+// length and alignment, and when extended in pieces.
+TEST(Crc32c, InstructionAndTableAgree) {
+  std::string data(1000, '\0');
+  for (size_t i = 0; i < data.size(); ++i)
+    data[i] = static_cast<char>((i * 131 + 7) ^ (i >> 3));
+  for (size_t start : {0, 1, 3, 7}) {
+    for (size_t size : {0, 1, 7, 8, 9, 63, 64, 65, 500, 993}) {
+      EXPECT_EQ(Crc32cExtend(0, data.data() + start, size),
+                Crc32cExtendPortable(0, data.data() + start, size))
+          << start << " " << size;
+    }
+  }
+  uint32_t pieces = Crc32cExtend(0, data.data(), 333);
+  pieces = Crc32cExtend(pieces, data.data() + 333, 667);
+  EXPECT_EQ(pieces, Crc32cExtendPortable(0, data.data(), 1000));
+}
 
 TEST(SpoolFile, RoundTrip) {
   std::string data = MakeFile();

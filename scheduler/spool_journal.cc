@@ -87,9 +87,15 @@ farm::StatusOr<std::unique_ptr<SpoolJournal>> SpoolJournal::Open(
   // new file, or a checkpoint torn after its syncfs had made every file
   // durable) means nothing to recover.
   uint64_t generation = 0;
+  uint64_t sequence = 0;
   Entry entry;
   size_t pos = ParseRecord(*data, 0, &generation, &entry);
   if (pos > 0 && entry.kind != Kind::kCheckpoint) pos = 0;
+  std::string newest_qid;
+  if (pos > 0 && entry.data.size() >= sizeof sequence) {
+    sequence = Load<uint64_t>(entry.data.data());
+    newest_qid = entry.data.substr(sizeof sequence);
+  }
   while (pos > 0) {
     size_t size = ParseRecord(*data, pos, &generation, &entry);
     if (size == 0) break;
@@ -102,6 +108,8 @@ farm::StatusOr<std::unique_ptr<SpoolJournal>> SpoolJournal::Open(
   std::unique_ptr<SpoolJournal> journal(new SpoolJournal(
       env, path, std::move(fd), std::max<uint64_t>(capacity, kGrowStep)));
   journal->file_size_ = data->size();
+  journal->sequence_ = sequence;
+  journal->newest_qid_ = std::move(newest_qid);
   return journal;
 }
 
@@ -117,6 +125,10 @@ bool SpoolJournal::Fits(size_t file_bytes, size_t count) const {
   uint64_t need =
       pending_.size() + file_bytes + count * (kHeaderBytes + 16) + 2 * kBlock;
   return end_ + need <= capacity_;
+}
+
+bool SpoolJournal::Empty() const {
+  return generation_ != 0 && end_ <= kBlock && pending_.empty();
 }
 
 bool SpoolJournal::FitsEmpty(size_t file_bytes, size_t count) const {
@@ -195,11 +207,17 @@ farm::Status SpoolJournal::Commit() { return WritePending(/*sync=*/true); }
 
 farm::Status SpoolJournal::Write() { return WritePending(/*sync=*/false); }
 
-farm::Status SpoolJournal::Checkpoint() {
+farm::Status SpoolJournal::Checkpoint(uint64_t sequence,
+                                      std::string_view newest_qid) {
   pending_.clear();
   end_ = 0;
   generation_ = NewGeneration();
-  AddRecord(Kind::kCheckpoint, {}, {}, {});
+  sequence_ = sequence;
+  newest_qid_ = std::string(newest_qid);
+  std::string data(sizeof sequence, '\0');
+  Store<uint64_t>(&data, 0, sequence);
+  data.append(newest_qid);
+  AddRecord(Kind::kCheckpoint, {}, data, {});
   farm::Status status = WritePending(/*sync=*/true);
   if (!status.ok()) generation_ = 0;  // Fits refuses until one succeeds
   return status;

@@ -23,7 +23,9 @@ namespace mailfarm::scheduler {
 
 // The file is a sequence of records, each `MFJ1 | crc32c | generation |
 // kind | qid length | data length | qid | data`, the crc covering everything
-// after it. A checkpoint starts a new generation with a record at offset 0;
+// after it. A checkpoint starts a new generation with a record at offset 0
+// (its data: the checkpoint's sequence number, which orders the spool's two
+// journal files, see journal_pair.h, then the newest queue id handed out);
 // reading stops at the first record that is torn, corrupt or of another
 // generation, so what a reader finds is exactly what was written since the
 // last checkpoint. Every write starts on a 4 KiB boundary (padding records
@@ -72,15 +74,23 @@ class SpoolJournal {
   farm::Status Commit();
   farm::Status Write();
   // Call once every queue file and directory entry is durable (after a
-  // syncfs): starts a new generation at offset 0 (synced). Pending removals
-  // are dropped: the syncfs made them durable.
-  farm::Status Checkpoint();
+  // syncfs): starts a new generation at offset 0 (synced), numbered
+  // `sequence` and recording `newest_qid`, the newest queue id handed out so
+  // far. Pending removals are dropped: the syncfs made them durable.
+  farm::Status Checkpoint(uint64_t sequence, std::string_view newest_qid);
+  // Holds nothing but its checkpoint (and can take records).
+  bool Empty() const;
 
   // Empties the file and syncs that, so that it holds nothing to recover even
   // if its removal that follows is lost (the journal being turned off).
   farm::Status Discard();
 
   uint64_t generation() const { return generation_; }
+  // The last checkpoint's sequence number (0: none, or one written before
+  // checkpoints were numbered).
+  uint64_t sequence() const { return sequence_; }
+  // The newest queue id the last checkpoint recorded ("" when none).
+  const std::string& newest_qid() const { return newest_qid_; }
   uint64_t end() const { return end_; }
 
  private:
@@ -95,6 +105,8 @@ class SpoolJournal {
   farm::UniqueFd fd_;
   uint64_t capacity_;
   uint64_t generation_ = 0;
+  uint64_t sequence_ = 0;
+  std::string newest_qid_;
   uint64_t end_ = 0;        // where the next write starts (4 KiB aligned)
   uint64_t file_size_ = 0;  // bytes the file holds: records, then zeros
   std::string pending_;     // encoded records not yet written

@@ -29,7 +29,7 @@ class SpoolJournalTest : public ::testing::Test {
     EXPECT_TRUE(journal.ok()) << journal.status().message();
     if (!journal.ok()) return nullptr;
     if (checkpoint) {
-      EXPECT_TRUE((*journal)->Checkpoint().ok());
+      EXPECT_TRUE((*journal)->Checkpoint(1, "").ok());
     }
     return std::move(*journal);
   }
@@ -72,6 +72,28 @@ TEST_F(SpoolJournalTest, CommittedRecordsAreFoundInOrder) {
   EXPECT_EQ(entries[3].qid, "01a2341dd5520001");
 }
 
+// The checkpoint's sequence number and newest queue id are read back at
+// open; a journal never checkpointed has neither.
+TEST_F(SpoolJournalTest, CheckpointRecordsItsSequenceAndNewestId) {
+  std::vector<SpoolJournal::Entry> found;
+  auto fresh = SpoolJournal::Open(PosixSpoolEnv(), path_, capacity_, &found);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ((*fresh)->sequence(), 0u);
+  EXPECT_EQ((*fresh)->newest_qid(), "");
+  EXPECT_FALSE((*fresh)->Empty());  // no generation yet: takes nothing
+  ASSERT_TRUE((*fresh)->Checkpoint(42, "01a2341dd5520007").ok());
+  EXPECT_TRUE((*fresh)->Empty());
+  (*fresh)->AddRemove("01a2341dd5520001");
+  EXPECT_FALSE((*fresh)->Empty());
+  ASSERT_TRUE((*fresh)->Commit().ok());
+  fresh->reset();
+  auto again = SpoolJournal::Open(PosixSpoolEnv(), path_, capacity_, &found);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ((*again)->sequence(), 42u);
+  EXPECT_EQ((*again)->newest_qid(), "01a2341dd5520007");
+  ASSERT_EQ(found.size(), 1u);
+}
+
 TEST_F(SpoolJournalTest, CheckpointForgetsWhatCameBefore) {
   std::vector<SpoolJournal::Entry> found;
   auto journal = Open(&found);
@@ -79,7 +101,7 @@ TEST_F(SpoolJournalTest, CheckpointForgetsWhatCameBefore) {
     journal->AddCreate("01a2341dd552" + std::to_string(1000 + i), "H",
                        std::string(5000, 'x'));
   ASSERT_TRUE(journal->Commit().ok());
-  ASSERT_TRUE(journal->Checkpoint().ok());
+  ASSERT_TRUE(journal->Checkpoint(1, "").ok());
   EXPECT_TRUE(Reopen().empty());
   // The older generation's records behind the new ones end the scan.
   journal->AddCreate("01a2341dd5529999", "H", "new");
@@ -123,7 +145,7 @@ TEST_F(SpoolJournalTest, NothingIsWrittenBeforeTheFirstCheckpoint) {
   std::vector<SpoolJournal::Entry> found;
   auto journal = Open(&found, /*checkpoint=*/false);
   EXPECT_FALSE(journal->Fits(10, 1));
-  ASSERT_TRUE(journal->Checkpoint().ok());
+  ASSERT_TRUE(journal->Checkpoint(1, "").ok());
   EXPECT_TRUE(journal->Fits(10, 1));
 }
 

@@ -217,39 +217,50 @@ farm::StatusOr<std::unique_ptr<FileSpoolStore>> FileSpoolStore::Open(
   RemoveLeftoverSpares(root + "/spare");
   // A journal is read whenever one exists, even when it is now turned off:
   // messages acknowledged through it may exist nowhere else.
-  std::unique_ptr<SpoolJournal> journal;
+  std::unique_ptr<JournalPair> journals;
   GroupCommitStats recovered;
-  std::string journal_path = root + "/journal";
-  bool journal_exists = ::access(journal_path.c_str(), F_OK) == 0;
+  std::string newest_qid;
+  bool journal_exists = false;
+  for (const std::string& path : JournalPair::Paths(root))
+    journal_exists |= ::access(path.c_str(), F_OK) == 0;
   if (options.journal_bytes > 0 || journal_exists) {
     std::vector<SpoolJournal::Entry> entries;
-    auto opened =
-        SpoolJournal::Open(env, journal_path, options.journal_bytes, &entries);
+    // Each file takes half: one is checkpointed while the other fills.
+    auto opened = JournalPair::Open(env, root, options.journal_bytes / 2,
+                                    lock->get(), &entries, &newest_qid);
     if (!opened.ok()) return opened.status();
-    journal = std::move(*opened);
+    journals = std::move(*opened);
     MAILFARM_RETURN_IF_ERROR(
         RecoverFromJournal(env, root, entries, &recovered));
     // What was restored, and every file written before the crash, durable;
     // then the journal starts over (or goes, when turned off).
     MAILFARM_RETURN_IF_ERROR(env->SyncFilesystem(lock->get(), root));
     if (options.journal_bytes > 0) {
-      MAILFARM_RETURN_IF_ERROR(journal->Checkpoint());
+      MAILFARM_RETURN_IF_ERROR(journals->CheckpointAfterSync(newest_qid));
     } else {
-      MAILFARM_RETURN_IF_ERROR(journal->Discard());
-      journal.reset();
-      MAILFARM_RETURN_IF_ERROR(env->Unlink(journal_path));
+      MAILFARM_RETURN_IF_ERROR(journals->Discard());
+      journals.reset();
+      for (const std::string& path : JournalPair::Paths(root)) {
+        auto removed = env->Unlink(path);
+        if (!removed.ok() && ::access(path.c_str(), F_OK) == 0) return removed;
+      }
     }
   }
   std::unique_ptr<FileSpoolStore> store(
       new FileSpoolStore(options, tasks, std::move(*lock), std::move(dirs),
-                         std::move(journal), recovered));
+                         std::move(journals), recovered));
+  // Ids go on from the newest the journal knows, whatever the clock says now.
+  // Without one (a new journal) each journaled create checks that no file
+  // has its id (see StartJournalCommit).
+  store->ids_.Seed(newest_qid);
+  store->verify_new_ids_ = newest_qid.empty();
   return store;
 }
 
 FileSpoolStore::FileSpoolStore(Options options, LoopTasks* tasks,
                                farm::UniqueFd lock_fd,
                                std::map<std::string, farm::UniqueFd> queue_dirs,
-                               std::unique_ptr<SpoolJournal> journal,
+                               std::unique_ptr<JournalPair> journals,
                                GroupCommitStats recovered)
     : options_(std::move(options)),
       env_(options_.env != nullptr ? options_.env : PosixSpoolEnv()),
@@ -257,11 +268,11 @@ FileSpoolStore::FileSpoolStore(Options options, LoopTasks* tasks,
       tasks_(tasks),
       lock_fd_(std::move(lock_fd)),
       queue_dirs_(std::move(queue_dirs)),
-      journal_(std::move(journal)),
+      journals_(std::move(journals)),
       stats_(recovered),
       alive_(std::make_shared<bool>(true)) {
   if (options_.max_batch < 1) options_.max_batch = 1;
-  if (journal_ != nullptr) journal_commit_ = std::make_unique<SideThread>();
+  if (journals_ != nullptr) journal_commit_ = std::make_unique<SideThread>();
   int threads = std::max(1, options_.io_threads);
   for (int i = 0; i < threads; ++i)
     threads_.emplace_back([this] { WorkerLoop(); });
@@ -281,7 +292,7 @@ void FileSpoolStore::Shutdown() {
   // After a failed journal write or sync, which left records of refused
   // creates that the next open would restore, a checkpoint (if the disk
   // takes it now) makes sure they are never read.
-  if (committed && journal_ != nullptr && journal_->generation() == 0) {
+  if (committed && journals_ != nullptr && journals_->Damaged()) {
     GroupCommitStats ignored;
     farm::Status status = SyncAll(&ignored);
     if (!status.ok())
@@ -375,8 +386,17 @@ void FileSpoolStore::RunBackground(std::function<void()> work,
 }
 
 GroupCommitStats FileSpoolStore::stats() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  GroupCommitStats stats;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats = stats_;
+  }
+  if (journals_ != nullptr) {  // counted by the side thread that ran them
+    stats.side_checkpoints = journals_->side_checkpoints();
+    stats.checkpoints += stats.side_checkpoints;
+    stats.fs_syncs += stats.side_checkpoints;
+  }
+  return stats;
 }
 
 size_t FileSpoolStore::pending() {
@@ -524,7 +544,8 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
   }
   // The journal and the spares belong to the committer: a batch of reads and
   // background work, run by another thread meanwhile, never touches them.
-  bool journaling = commits && journal_ != nullptr && StartJournalCommit(batch);
+  bool journaling =
+      commits && journals_ != nullptr && StartJournalCommit(batch, &delta);
   for (auto& op : batch) {
     if ((op->kind == Op::Kind::kCreate || op->kind == Op::Kind::kAppend) &&
         op->status.ok())
@@ -539,11 +560,8 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
   } else if (writes > 0) {
     SyncBatch(batch, writes, &delta);
   }
-  if (commits && journal_ != nullptr) {
-    for (const std::string& qid : removed_) journal_->AddRemove(qid);
-    removed_.clear();
-    if (journal_->HasPending()) WriteRemovals(&delta, /*sync=*/refused);
-  }
+  if (commits && journals_ != nullptr && !removed_.empty())
+    WriteRemovals(&delta, /*sync=*/refused);
   for (auto& op : batch) {  // the bytes are in the page cache now
     std::string().swap(op->body);
     std::string().swap(op->header);
@@ -590,6 +608,7 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
     stats_.reused += delta.reused;
     stats_.journal_syncs += delta.journal_syncs;
     stats_.checkpoints += delta.checkpoints;
+    stats_.checkpoint_waits += delta.checkpoint_waits;
     stats_.data_syncs += delta.data_syncs;
     stats_.fs_syncs += delta.fs_syncs;
     stats_.dir_syncs += delta.dir_syncs;
@@ -647,7 +666,7 @@ void FileSpoolStore::RemoveOne(Op& op) {
   if (spare) spares_.push_back(std::move(spare_path));
   // Journaled once the batch's commit is over (the side thread may be
   // writing the journal now).
-  if (journal_ != nullptr) removed_.push_back(op.qid);
+  if (journals_ != nullptr) removed_.push_back(op.qid);
 }
 
 void FileSpoolStore::DropSpares() {
@@ -665,7 +684,7 @@ void FileSpoolStore::SyncBatch(std::vector<std::unique_ptr<Op>>& batch,
   auto syncing = [](const Op& op) { return op.fd && op.status.ok(); };
   // With a journal every batch it did not take is one syncfs (SyncAll
   // checkpoints after it, which recovery relies on).
-  if (journal_ != nullptr ||
+  if (journals_ != nullptr ||
       (options_.syncfs_min_batch > 0 && writes >= options_.syncfs_min_batch)) {
     farm::Status synced = SyncAll(stats);
     for (auto& op : batch) {
@@ -751,12 +770,14 @@ void FileSpoolStore::Finish(Op& op) {
 // Starts the journal commit of a batch whose writes are all new files small
 // enough for the journal, if they fit before its end; false leaves the batch
 // to SyncBatch (a syncfs, which for a full journal is the checkpoint).
-// A create whose queue id names an existing file (ids repeat only when the
-// clock stepped back across a restart) is refused here, before the journal
-// takes it: its record, or the removal record that undoes it, would make
-// recovery overwrite or remove the other job's file.
-bool FileSpoolStore::StartJournalCommit(
-    std::vector<std::unique_ptr<Op>>& batch) {
+// A create whose queue id names an existing file is refused here, before the
+// journal takes it: its record, or the removal record that undoes it, would
+// make recovery overwrite or remove the other job's file. Ids repeat only
+// when the clock stepped back across a restart, and only when the journal
+// did not record the newest id (see Open): the check, one stat per create,
+// runs only then.
+bool FileSpoolStore::StartJournalCommit(std::vector<std::unique_ptr<Op>>& batch,
+                                        GroupCommitStats* stats) {
   size_t bytes = 0, count = 0;
   for (const auto& op : batch) {
     if (op->kind == Op::Kind::kAppend) return false;
@@ -766,10 +787,10 @@ bool FileSpoolStore::StartJournalCommit(
     bytes += size;
     ++count;
   }
-  if (count == 0 || !journal_->Fits(bytes, count)) return false;
+  if (count == 0 || !RoomInJournal(bytes, count, stats)) return false;
   for (auto& op : batch) {
     if (op->kind != Op::Kind::kCreate) continue;
-    if (env_->FileSize(op->path).ok()) {
+    if (verify_new_ids_ && env_->FileSize(op->path).ok()) {
       op->status =
           farm::Status::TempFail("queue id " + op->qid + " already in use");
     } else {
@@ -778,11 +799,12 @@ bool FileSpoolStore::StartJournalCommit(
   }
   // The side thread reads only qid, header and body, which nothing changes
   // until FinishJournalCommit has waited for it.
-  journal_commit_->Start([this, &batch] {
+  SpoolJournal* journal = journals_->current();
+  journal_commit_->Start([journal, &batch] {
     for (const auto& op : batch) {
-      if (op->journaled) journal_->AddCreate(op->qid, op->header, op->body);
+      if (op->journaled) journal->AddCreate(op->qid, op->header, op->body);
     }
-    return journal_->Commit();
+    return journal->Commit();
   });
   return true;
 }
@@ -827,24 +849,46 @@ bool FileSpoolStore::FinishJournalCommit(
 farm::Status FileSpoolStore::SyncAll(GroupCommitStats* stats) {
   // (A journal whose last write failed has no generation: nothing of it is
   // read again once the checkpoint below succeeds.)
-  if (journal_ != nullptr && journal_->HasPending() &&
-      journal_->generation() != 0)
-    (void)journal_->Write();
+  SpoolJournal* journal = journals_ != nullptr ? journals_->current() : nullptr;
+  if (journal != nullptr && journal->HasPending() && journal->generation() != 0)
+    (void)journal->Write();
   ++stats->fs_syncs;
   MAILFARM_RETURN_IF_ERROR(
       env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir));
-  if (journal_ == nullptr) return farm::Status::Ok();
+  if (journals_ == nullptr) return farm::Status::Ok();
   ++stats->checkpoints;
-  return journal_->Checkpoint();
+  return journals_->CheckpointAfterSync(ids_.Last());
+}
+
+// Whether the current journal has room for the pending records and creates
+// of `file_bytes` in all (`count` files), switching to the other journal when
+// it has not (its checkpoint then runs beside the commits; a commit waits for
+// it only when the other journal is still being checkpointed). False sends
+// the batch to SyncAll, as for a create too large for either journal.
+bool FileSpoolStore::RoomInJournal(size_t file_bytes, size_t count,
+                                   GroupCommitStats* stats) {
+  if (journals_->current()->Fits(file_bytes, count)) return true;
+  if (!journals_->current()->FitsEmpty(file_bytes, count)) return false;
+  bool waited = false;
+  if (!journals_->Switch(ids_.Last(), &waited)) return false;
+  stats->checkpoint_waits += waited;
+  return journals_->current()->Fits(file_bytes, count);
 }
 
 // Removals recorded in the journal without a sync of their own, as an unlink
 // is not synced: a later commit or the kernel's write-back carries them.
 // `sync`: the records undo creates being refused, which must not come back.
 void FileSpoolStore::WriteRemovals(GroupCommitStats* stats, bool sync) {
-  farm::Status status = !journal_->Fits(0, 0) ? SyncAll(stats)
-                        : sync                ? journal_->Commit()
-                                              : journal_->Write();
+  // The room first: a switch makes the other journal the one to write to.
+  farm::Status status;
+  if (!RoomInJournal(0, removed_.size(), stats)) {
+    status = SyncAll(stats);  // makes the removals durable without records
+  } else {
+    SpoolJournal* journal = journals_->current();
+    for (const std::string& qid : removed_) journal->AddRemove(qid);
+    status = sync ? journal->Commit() : journal->Write();
+  }
+  removed_.clear();
   if (!status.ok()) LOG(WARNING) << "spool journal: " << status.message();
 }
 

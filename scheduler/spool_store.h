@@ -21,6 +21,7 @@
 #include "farm/clock.h"
 #include "farm/status.h"
 #include "farm/unique_fd.h"
+#include "scheduler/journal_pair.h"
 #include "scheduler/loop_tasks.h"
 #include "scheduler/queue_id.h"
 #include "scheduler/side_thread.h"
@@ -111,8 +112,12 @@ struct GroupCommitStats {
   uint64_t failures = 0;
   uint64_t journal_syncs = 0;  // batches made durable by the journal
   uint64_t checkpoints = 0;    // journal checkpoints (one syncfs each)
-  uint64_t restored = 0;       // files restored from the journal at open
-  uint64_t re_removed = 0;     // removed jobs' files removed again at open
+  // Of those, run beside the commits (when a journal filled), and the
+  // commits that had to wait for one (the other journal filled first).
+  uint64_t side_checkpoints = 0;
+  uint64_t checkpoint_waits = 0;
+  uint64_t restored = 0;    // files restored from the journal at open
+  uint64_t re_removed = 0;  // removed jobs' files removed again at open
 };
 
 class FileSpoolStore : public SpoolStore {
@@ -184,7 +189,7 @@ class FileSpoolStore : public SpoolStore {
   struct Op;
   FileSpoolStore(Options options, LoopTasks* tasks, farm::UniqueFd lock_fd,
                  std::map<std::string, farm::UniqueFd> queue_dirs,
-                 std::unique_ptr<SpoolJournal> journal,
+                 std::unique_ptr<JournalPair> journals,
                  GroupCommitStats recovered);
   void Submit(std::unique_ptr<Op> op);
   void WorkerLoop();
@@ -194,7 +199,9 @@ class FileSpoolStore : public SpoolStore {
   void RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch);
   void RemoveOne(Op& op);
   void DropSpares();
-  bool StartJournalCommit(std::vector<std::unique_ptr<Op>>& batch);
+  bool StartJournalCommit(std::vector<std::unique_ptr<Op>>& batch,
+                          GroupCommitStats* stats);
+  bool RoomInJournal(size_t file_bytes, size_t count, GroupCommitStats* stats);
   bool FinishJournalCommit(std::vector<std::unique_ptr<Op>>& batch,
                            GroupCommitStats* stats);
   farm::Status SyncAll(GroupCommitStats* stats);
@@ -213,11 +220,13 @@ class FileSpoolStore : public SpoolStore {
   // construction.
   const std::map<std::string, farm::UniqueFd> queue_dirs_;
   QueueIdGenerator ids_;
+  // Set at open when no journal recorded the newest id; read-only after.
+  bool verify_new_ids_ = true;
   // Paths in spool/spare/ ready to be rewritten; only the committer (one
   // thread at a time, handed over under mu_) touches it.
   std::vector<std::string> spares_;
   // Committer only, like spares_; nullptr without a journal.
-  std::unique_ptr<SpoolJournal> journal_;
+  std::unique_ptr<JournalPair> journals_;
   // Committer only: the qids removed in this batch, journaled after its
   // commit.
   std::vector<std::string> removed_;

@@ -26,6 +26,11 @@ class FaultEnv : public SpoolEnv {
   std::atomic<bool> fail_sync{false};
   std::atomic<bool> hold_first_write{false};
   std::atomic<bool> released{false};
+  // Holds every syncfs until released (up to 10 s), failing it when
+  // fail_held_syncfs is set by then.
+  std::atomic<bool> hold_syncfs{false};
+  std::atomic<bool> syncfs_released{false};
+  std::atomic<bool> fail_held_syncfs{false};
   // Queue files only (the journal's WriteAt is not affected): fail with
   // ENOSPC; or hold each write (up to 5 s) until an fdatasync has begun,
   // counting the writes it let through.
@@ -100,6 +105,10 @@ class FaultEnv : public SpoolEnv {
   farm::Status SyncFilesystem(int fd, const std::string& p) override {
     ++fs_syncs;
     Watch();
+    if (hold_syncfs) {
+      for (int i = 0; i < 10000 && !syncfs_released; ++i) usleep(1000);
+      if (fail_held_syncfs) return farm::Status::FromErrno("syncfs " + p, EIO);
+    }
     if (fail_sync) return farm::Status::FromErrno("syncfs " + p, EIO);
     return real()->SyncFilesystem(fd, p);
   }
@@ -702,6 +711,26 @@ class JournaledSpoolTest : public SpoolStoreTest {
     store_.reset();
     OpenStore();
   }
+  // Creates `n` 5 KB messages one at a time.
+  void CreateMany(int n, std::vector<SpoolStore::Created>* made) {
+    for (int i = 0; i < n; ++i) {
+      auto m = CreateOne(std::string(5000, 'a'));
+      ASSERT_TRUE(m.ok()) << m.status().message();
+      made->push_back(*m);
+    }
+  }
+  // Creates 5 KB messages one at a time until a syncfs has begun (the
+  // first journal file being full, its checkpoint starts): 1 MiB per file,
+  // 8 KiB per create.
+  void FillUntilACheckpointBegins(std::vector<SpoolStore::Created>* made) {
+    int syncfs_before = env_.fs_syncs.load();
+    for (int i = 0; i < 200 && env_.fs_syncs.load() == syncfs_before; ++i) {
+      auto m = CreateOne(std::string(5000, 'a'));
+      ASSERT_TRUE(m.ok()) << m.status().message();
+      made->push_back(*m);
+    }
+    ASSERT_GT(env_.fs_syncs.load(), syncfs_before) << "no checkpoint began";
+  }
   // One acknowledged message, then the store closed: the state a test then
   // damages as a crash would before the next open.
   SpoolStore::Created CreateAndClose(std::string body) {
@@ -765,13 +794,42 @@ TEST_F(JournaledSpoolTest, CreateWhoseFileFailedIsNotRestored) {
   ASSERT_TRUE(made.ok()) << made.status().message();
 }
 
-// The clock stepped back across a restart: the new message gets the queue
-// id of a job still in the spool. It is refused before the journal takes it,
-// so the next open neither overwrites nor removes the other job's file.
-TEST_F(JournaledSpoolTest, RepeatedQueueIdLeavesTheOtherJobAlone) {
+// The clock stepped back across a restart (here: stood still): ids go on
+// from the newest one the journal holds or its last checkpoint recorded, so
+// the new messages neither collide with the jobs in the spool nor need a
+// check each.
+TEST_F(JournaledSpoolTest, IdsGoOnFromTheNewestTheJournalRecorded) {
   farm::FakeClock clock;
   clock_ = &clock;
   auto kept = CreateAndClose("Subject: kept\r\n\r\nfirst\r\n");
+  OpenStore();  // the same clock: the journal holds kept's create
+  auto next = CreateOne("Subject: next\r\n\r\nsecond\r\n");
+  ASSERT_TRUE(next.ok()) << next.status().message();
+  EXPECT_GT(next->qid, kept.qid);
+  // A large message is made durable by syncfs and is in no journal; the
+  // checkpoint that follows records its id.
+  auto large = CreateOne(std::string(300 * 1024, 'L'));
+  ASSERT_TRUE(large.ok()) << large.status().message();
+  EXPECT_EQ(store_->stats().journal_syncs, 1u);
+  Reopen();
+  auto last = CreateOne("Subject: last\r\n\r\nthird\r\n");
+  ASSERT_TRUE(last.ok()) << last.status().message();
+  EXPECT_GT(last->qid, large->qid);
+  EXPECT_EQ(store_->stats().restored, 0u);
+  for (const auto& made : {kept, *next, *large, *last})
+    EXPECT_TRUE(ReadQueueFile(made.path).ok()) << made.qid;
+}
+
+// The same with no journal to go on from (the spool's jobs were made while it
+// was turned off): the new message gets the id of a job still in the spool.
+// It is refused before the journal takes it, so the next open neither
+// overwrites nor removes the other job's file.
+TEST_F(JournaledSpoolTest, RepeatedQueueIdLeavesTheOtherJobAlone) {
+  farm::FakeClock clock;
+  clock_ = &clock;
+  journal_bytes_ = 0;
+  auto kept = CreateAndClose("Subject: kept\r\n\r\nfirst\r\n");
+  journal_bytes_ = 2 << 20;
   std::ifstream in(kept.path, std::ios::binary);
   std::string before((std::istreambuf_iterator<char>(in)), {});
   ASSERT_FALSE(before.empty());
@@ -919,6 +977,64 @@ TEST_F(JournaledSpoolTest, LargeMessageAndFullJournalGoThroughSyncfs) {
   Reopen();
   EXPECT_EQ(store_->stats().restored, 0u);
   for (const auto& m : made) ASSERT_TRUE(ReadQueueFile(m.path).ok());
+}
+
+// When a journal file fills, its checkpoint (a syncfs) runs on a side thread
+// while the other file takes the commits: messages are acknowledged while
+// that syncfs has not returned.
+TEST_F(JournaledSpoolTest, FullJournalIsCheckpointedBesideTheCommits) {
+  OpenStore();
+  env_.hold_syncfs = true;
+  std::vector<SpoolStore::Created> made;
+  ASSERT_NO_FATAL_FAILURE(FillUntilACheckpointBegins(&made));
+  ASSERT_NO_FATAL_FAILURE(CreateMany(20, &made));  // the syncfs still held
+  EXPECT_EQ(store_->stats().side_checkpoints, 0u);
+  env_.syncfs_released = true;
+  RunUntil([&] { return store_->stats().side_checkpoints == 1; });
+  EXPECT_EQ(store_->stats().checkpoint_waits, 0u);
+  EXPECT_EQ(store_->stats().fs_syncs, 1u);
+  EXPECT_EQ(store_->stats().journal_syncs, made.size());
+  env_.hold_syncfs = false;
+  Reopen();
+  EXPECT_EQ(store_->stats().restored, 0u);
+  for (const auto& m : made) ASSERT_TRUE(ReadQueueFile(m.path).ok());
+}
+
+// A crash before the full journal's checkpoint finished (here: its syncfs
+// failed): both files hold records, and the open reads both. A job created
+// in the first and removed in the second stays removed; every other one
+// that the crash lost is restored.
+TEST_F(JournaledSpoolTest, CrashDuringACheckpointReadsBothJournals) {
+  OpenStore();
+  env_.hold_syncfs = true;
+  env_.fail_held_syncfs = true;
+  std::vector<SpoolStore::Created> first, second;
+  ASSERT_NO_FATAL_FAILURE(FillUntilACheckpointBegins(&first));
+  ASSERT_GE(first.size(), 2u);
+  // The last create went into the second file; the ones before are in the
+  // first only.
+  SpoolStore::Created gone = first.front();
+  std::string saved = gone.path + ".saved";
+  std::filesystem::copy_file(gone.path, saved);
+  ASSERT_TRUE(RemoveOne(gone.qid).ok());
+  ASSERT_NO_FATAL_FAILURE(CreateMany(5, &second));
+  env_.syncfs_released = true;  // and it fails, as does the one at stop
+  store_.reset();
+  // The power cut: nothing written since the open reached the disk but the
+  // journals; the removal was lost too.
+  for (const auto* batch : {&first, &second}) {
+    for (const auto& m : *batch) std::filesystem::remove(m.path);
+  }
+  std::filesystem::rename(saved, gone.path);
+  env_.hold_syncfs = false;
+  env_.fail_held_syncfs = false;
+  OpenStore();
+  EXPECT_EQ(store_->stats().re_removed, 1u);
+  EXPECT_EQ(store_->stats().restored, first.size() - 1 + second.size());
+  EXPECT_FALSE(std::filesystem::exists(gone.path));
+  for (size_t i = 1; i < first.size(); ++i)
+    ASSERT_TRUE(ReadQueueFile(first[i].path).ok()) << i;
+  for (const auto& m : second) ASSERT_TRUE(ReadQueueFile(m.path).ok());
 }
 
 TEST_F(JournaledSpoolTest, FailedJournalSyncFallsBackAndLosesNothing) {
