@@ -14,8 +14,10 @@ std::vector<std::string> JournalPair::Paths(const std::string& spool_dir) {
 }
 
 farm::StatusOr<std::unique_ptr<JournalPair>> JournalPair::Open(
-    SpoolEnv* env, const std::string& spool_dir, uint64_t capacity, int sync_fd,
+    SpoolEnv* env, const std::string& spool_dir, uint64_t capacity,
     std::vector<SpoolJournal::Entry>* entries, std::string* newest_qid) {
+  auto sync_fd = env->OpenDirectory(spool_dir);
+  if (!sync_fd.ok()) return sync_fd.status();
   std::array<std::unique_ptr<SpoolJournal>, 2> journals;
   std::array<std::vector<SpoolJournal::Entry>, 2> found;
   std::vector<std::string> paths = Paths(spool_dir);
@@ -35,18 +37,19 @@ farm::StatusOr<std::unique_ptr<JournalPair>> JournalPair::Open(
       entries->push_back(std::move(e));
     }
   }
-  std::unique_ptr<JournalPair> pair(
-      new JournalPair(env, spool_dir, sync_fd, std::move(journals)));
+  std::unique_ptr<JournalPair> pair(new JournalPair(
+      env, spool_dir, std::move(*sync_fd), std::move(journals)));
   pair->sequence_ =
       std::max(pair->journals_[0]->sequence(), pair->journals_[1]->sequence());
   return pair;
 }
 
-JournalPair::JournalPair(SpoolEnv* env, std::string spool_dir, int sync_fd,
+JournalPair::JournalPair(SpoolEnv* env, std::string spool_dir,
+                         farm::UniqueFd sync_fd,
                          std::array<std::unique_ptr<SpoolJournal>, 2> journals)
     : env_(env),
       spool_dir_(std::move(spool_dir)),
-      sync_fd_(sync_fd),
+      sync_fd_(std::move(sync_fd)),
       journals_(std::move(journals)) {}
 
 JournalPair::~JournalPair() { (void)WaitForCheckpoint(); }
@@ -90,7 +93,7 @@ bool JournalPair::Switch(const std::string& newest_qid, bool* waited) {
   side_.Start([this, full, sequence, newest_qid] {
     // Every file the full journal holds a create for was renamed into
     // queue/ before this syncfs began, by the batches that journaled them.
-    MAILFARM_RETURN_IF_ERROR(env_->SyncFilesystem(sync_fd_, spool_dir_));
+    MAILFARM_RETURN_IF_ERROR(env_->SyncFilesystem(sync_fd_.get(), spool_dir_));
     MAILFARM_RETURN_IF_ERROR(full->Checkpoint(sequence, newest_qid));
     ++side_checkpoints_;
     return farm::Status::Ok();
@@ -100,15 +103,14 @@ bool JournalPair::Switch(const std::string& newest_qid, bool* waited) {
 
 farm::Status JournalPair::CheckpointAfterSync(const std::string& newest_qid) {
   (void)WaitForCheckpoint();
-  farm::Status first;
   for (int i : {1 - current_, current_}) {
     SpoolJournal* journal = journals_[i].get();
     if (i != current_ && journal->Empty() && !failed_[i]) continue;
     farm::Status status = journal->Checkpoint(++sequence_, newest_qid);
     failed_[i] = !status.ok();
-    if (first.ok()) first = status;
+    if (!status.ok()) return status;
   }
-  return first;
+  return farm::Status::Ok();
 }
 
 farm::Status JournalPair::Discard() {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "farm/status.h"
+#include "farm/unique_fd.h"
 #include "scheduler/side_thread.h"
 #include "scheduler/spool_env.h"
 #include "scheduler/spool_journal.h"
@@ -28,14 +29,15 @@ class JournalPair {
   // checkpoint first (a spool/journal from before there were two has
   // sequence 0, the oldest). Like SpoolJournal, nothing can be committed
   // before the caller has dealt with them and called CheckpointAfterSync.
-  // `sync_fd` is the fd the side thread's syncfs is called on.
+  // The side thread's syncfs is called on an fd of its own, opened on
+  // `spool_dir`: syncfs reports a write-back error once per open file, and
+  // the committer's own syncfs (on its fd) must not take this one's.
   // `newest_qid` receives the newest queue id either file recorded or holds a
   // create for: every job in the spool has an id no greater (see
   // CheckpointAfterSync); "" when neither recorded one.
   static farm::StatusOr<std::unique_ptr<JournalPair>> Open(
       SpoolEnv* env, const std::string& spool_dir, uint64_t capacity,
-      int sync_fd, std::vector<SpoolJournal::Entry>* entries,
-      std::string* newest_qid);
+      std::vector<SpoolJournal::Entry>* entries, std::string* newest_qid);
   static std::vector<std::string> Paths(const std::string& spool_dir);
   ~JournalPair();  // waits for a checkpoint still running
 
@@ -53,9 +55,10 @@ class JournalPair {
 
   // Call after a syncfs the caller made (which covered every file either
   // journal holds): waits for a checkpoint still running, then starts a new
-  // generation in every journal that holds records or failed, and in the
-  // current one always, so that it records `newest_qid` (a file made durable
-  // by the syncfs alone is in no journal). The first failure is returned.
+  // generation in the other journal if it holds records or failed, and then
+  // in the current one, which records `newest_qid`. On the first failure it
+  // stops: the current journal's removal records must outlive the older
+  // creates they undo.
   farm::Status CheckpointAfterSync(const std::string& newest_qid);
 
   // Empties both files (the journal being turned off); the caller then
@@ -72,7 +75,7 @@ class JournalPair {
   uint64_t checkpoint_waits() const { return checkpoint_waits_.load(); }
 
  private:
-  JournalPair(SpoolEnv* env, std::string spool_dir, int sync_fd,
+  JournalPair(SpoolEnv* env, std::string spool_dir, farm::UniqueFd sync_fd,
               std::array<std::unique_ptr<SpoolJournal>, 2> journals);
   // Waits for the side thread's checkpoint, if one was started; false when
   // it failed (the journal it was for then keeps its records).
@@ -80,7 +83,7 @@ class JournalPair {
 
   SpoolEnv* env_;
   std::string spool_dir_;
-  int sync_fd_;
+  farm::UniqueFd sync_fd_;
   std::array<std::unique_ptr<SpoolJournal>, 2> journals_;
   int current_ = 0;
   uint64_t sequence_ = 0;         // the highest checkpoint sequence given out

@@ -99,7 +99,8 @@ farm::StatusOr<std::unique_ptr<SpoolJournal>> SpoolJournal::Open(
   while (pos > 0) {
     size_t size = ParseRecord(*data, pos, &generation, &entry);
     if (size == 0) break;
-    if (entry.kind == Kind::kCreate || entry.kind == Kind::kRemove)
+    if (entry.kind == Kind::kCreate || entry.kind == Kind::kRemove ||
+        entry.kind == Kind::kCancel)
       entries->push_back(std::move(entry));
     pos += size;
   }
@@ -172,6 +173,10 @@ void SpoolJournal::AddCreate(std::string_view qid, std::string_view header,
 
 void SpoolJournal::AddRemove(std::string_view qid) {
   AddRecord(Kind::kRemove, qid, {}, {});
+}
+
+void SpoolJournal::AddCancel(std::string_view qid) {
+  AddRecord(Kind::kCancel, qid, {}, {});
 }
 
 farm::Status SpoolJournal::WritePending(bool sync) {

@@ -37,7 +37,8 @@ class SpoolJournal {
     kCheckpoint = 1,
     kCreate = 2,
     kRemove = 3,
-    kPad = 4
+    kPad = 4,
+    kCancel = 5  // a create refused because its queue id names another file
   };
   struct Entry {
     Kind kind;
@@ -66,6 +67,10 @@ class SpoolJournal {
   // A removal, written with the next Write or Commit: a crash after it was
   // written does not bring the job back (see FileSpoolStore's Open).
   void AddRemove(std::string_view qid);
+  // A create refused after its record was written, because its queue id
+  // names another job's file: recovery neither restores it nor removes that
+  // file (as a removal would).
+  void AddCancel(std::string_view qid);
   bool HasPending() const { return !pending_.empty(); }
   // Writes the pending records after the last ones. Commit also makes them
   // durable (fdatasync); Write leaves them to the kernel's write-back (as an

@@ -44,6 +44,7 @@ struct FileSpoolStore::Op {
   bool reuse_allowed = false;  // kRemove: the file may become a spare
   bool renamed = false;        // the queue file exists and must go on failure
   bool journaled = false;      // kCreate: its record went to the journal
+  bool id_in_use = false;      // kCreate: another file has its name
   farm::Status status;
   uint64_t body_offset = 0;
   std::optional<farm::StatusOr<QueueFile>> read_result;
@@ -97,6 +98,25 @@ void RemoveLeftoverSpares(const std::string& spare_dir) {
   EmptyDirectory(spare_dir);
 }
 
+// The greatest queue id among the files in queue/<hash>/ ("" when none).
+// One readdir per directory at open: a file made durable by a syncfs may be
+// newer than any id the journal recorded (its create not yet acknowledged,
+// or made while the journal was turned off).
+std::string NewestQueueFileId(const std::string& root) {
+  std::string newest;
+  for (const char* hex = "0123456789abcdef"; *hex != '\0'; ++hex) {
+    std::string dir = root + "/queue/" + *hex;
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) continue;
+    while (dirent* e = ::readdir(d)) {
+      std::string_view name = e->d_name;
+      if (IsValidQueueId(name) && name > newest) newest = std::string(name);
+    }
+    ::closedir(d);
+  }
+  return newest;
+}
+
 std::string QueueFilePath(const std::string& spool_dir, std::string_view qid) {
   return spool_dir + "/queue/" + QueueIdHashDir(qid) + "/" + std::string(qid);
 }
@@ -112,11 +132,19 @@ std::string QueueFilePath(const std::string& spool_dir, std::string_view qid) {
 farm::Status RecoverFromJournal(SpoolEnv* env, const std::string& root,
                                 const std::vector<SpoolJournal::Entry>& entries,
                                 GroupCommitStats* counts) {
-  std::map<std::string_view, const SpoolJournal::Entry*> creates;
+  // A cancel undoes the last create of its qid (a refused one whose name
+  // was another job's), leaving that job's own record, if any, in force.
+  std::map<std::string_view, std::vector<const SpoolJournal::Entry*>> made;
   std::set<std::string_view> removed;
   for (const auto& e : entries) {
-    if (e.kind == SpoolJournal::Kind::kCreate) creates[e.qid] = &e;
+    if (e.kind == SpoolJournal::Kind::kCreate) made[e.qid].push_back(&e);
     if (e.kind == SpoolJournal::Kind::kRemove) removed.insert(e.qid);
+    if (e.kind == SpoolJournal::Kind::kCancel && !made[e.qid].empty())
+      made[e.qid].pop_back();
+  }
+  std::map<std::string_view, const SpoolJournal::Entry*> creates;
+  for (const auto& [qid, records] : made) {
+    if (!records.empty()) creates[qid] = records.back();
   }
   for (std::string_view qid : removed) {
     if (!IsValidQueueId(qid)) continue;
@@ -227,7 +255,7 @@ farm::StatusOr<std::unique_ptr<FileSpoolStore>> FileSpoolStore::Open(
     std::vector<SpoolJournal::Entry> entries;
     // Each file takes half: one is checkpointed while the other fills.
     auto opened = JournalPair::Open(env, root, options.journal_bytes / 2,
-                                    lock->get(), &entries, &newest_qid);
+                                    &entries, &newest_qid);
     if (!opened.ok()) return opened.status();
     journals = std::move(*opened);
     MAILFARM_RETURN_IF_ERROR(
@@ -249,11 +277,9 @@ farm::StatusOr<std::unique_ptr<FileSpoolStore>> FileSpoolStore::Open(
   std::unique_ptr<FileSpoolStore> store(
       new FileSpoolStore(options, tasks, std::move(*lock), std::move(dirs),
                          std::move(journals), recovered));
-  // Ids go on from the newest the journal knows, whatever the clock says now.
-  // Without one (a new journal) each journaled create checks that no file
-  // has its id (see StartJournalCommit).
-  store->ids_.Seed(newest_qid);
-  store->verify_new_ids_ = newest_qid.empty();
+  // Ids go on from the newest one in use, whatever the clock says now: a
+  // clock set back across a restart gives no id of a job in the spool.
+  store->ids_.Seed(std::max(newest_qid, NewestQueueFileId(root)));
   return store;
 }
 
@@ -560,7 +586,15 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
   } else if (writes > 0) {
     SyncBatch(batch, writes, &delta);
   }
-  if (commits && journals_ != nullptr && !removed_.empty())
+  for (auto& op : batch) {
+    if (op->kind != Op::Kind::kCreate) continue;
+    if (op->created) (void)env_->Unlink(op->tmp_path);  // nothing half-accepted
+    // Never acknowledged: not a job. Unlinked before the removal records
+    // are written, which may take a syncfs that must not keep the file.
+    if (op->renamed && !op->status.ok()) (void)env_->Unlink(op->path);
+  }
+  if (commits && journals_ != nullptr &&
+      !(removed_.empty() && cancelled_.empty()))
     WriteRemovals(&delta, /*sync=*/refused);
   for (auto& op : batch) {  // the bytes are in the page cache now
     std::string().swap(op->body);
@@ -570,10 +604,6 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
   for (auto& op : batch) {
     switch (op->kind) {
       case Op::Kind::kCreate:
-        if (op->created)
-          (void)env_->Unlink(op->tmp_path);  // nothing half-accepted
-        if (op->renamed && !op->status.ok())
-          (void)env_->Unlink(op->path);  // never acknowledged: not a job
         if (op->status.ok()) {
           ++delta.files;
           delta.reused += op->reused;
@@ -641,6 +671,7 @@ void FileSpoolStore::RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch) {
       } else if (!*renamed) {
         op->status =
             farm::Status::TempFail("queue id " + op->qid + " already in use");
+        op->id_in_use = true;
       } else {
         op->renamed = true;
         op->created = false;
@@ -770,12 +801,9 @@ void FileSpoolStore::Finish(Op& op) {
 // Starts the journal commit of a batch whose writes are all new files small
 // enough for the journal, if they fit before its end; false leaves the batch
 // to SyncBatch (a syncfs, which for a full journal is the checkpoint).
-// A create whose queue id names an existing file is refused here, before the
-// journal takes it: its record, or the removal record that undoes it, would
-// make recovery overwrite or remove the other job's file. Ids repeat only
-// when the clock stepped back across a restart, and only when the journal
-// did not record the newest id (see Open): the check, one stat per create,
-// runs only then.
+// (Queue ids do not repeat: Open seeds the generator past every id in use.
+// Should a file with the id appear anyway, the no-replace rename refuses the
+// create and a cancel record, not a removal, undoes its journal record.)
 bool FileSpoolStore::StartJournalCommit(std::vector<std::unique_ptr<Op>>& batch,
                                         GroupCommitStats* stats) {
   size_t bytes = 0, count = 0;
@@ -789,13 +817,7 @@ bool FileSpoolStore::StartJournalCommit(std::vector<std::unique_ptr<Op>>& batch,
   }
   if (count == 0 || !RoomInJournal(bytes, count, stats)) return false;
   for (auto& op : batch) {
-    if (op->kind != Op::Kind::kCreate) continue;
-    if (verify_new_ids_ && env_->FileSize(op->path).ok()) {
-      op->status =
-          farm::Status::TempFail("queue id " + op->qid + " already in use");
-    } else {
-      op->journaled = true;
-    }
+    if (op->kind == Op::Kind::kCreate) op->journaled = true;
   }
   // The side thread reads only qid, header and body, which nothing changes
   // until FinishJournalCommit has waited for it.
@@ -832,7 +854,7 @@ bool FileSpoolStore::FinishJournalCommit(
   bool refused = false;
   for (auto& op : batch) {
     if (op->journaled && !op->status.ok()) {
-      removed_.push_back(op->qid);
+      (op->id_in_use ? cancelled_ : removed_).push_back(op->qid);
       refused = true;
     }
     op->fd.Reset();
@@ -881,14 +903,17 @@ bool FileSpoolStore::RoomInJournal(size_t file_bytes, size_t count,
 void FileSpoolStore::WriteRemovals(GroupCommitStats* stats, bool sync) {
   // The room first: a switch makes the other journal the one to write to.
   farm::Status status;
-  if (!RoomInJournal(0, removed_.size(), stats)) {
-    status = SyncAll(stats);  // makes the removals durable without records
+  if (!RoomInJournal(0, removed_.size() + cancelled_.size(), stats)) {
+    // Makes the removals durable without records, and voids the creates.
+    status = SyncAll(stats);
   } else {
     SpoolJournal* journal = journals_->current();
     for (const std::string& qid : removed_) journal->AddRemove(qid);
+    for (const std::string& qid : cancelled_) journal->AddCancel(qid);
     status = sync ? journal->Commit() : journal->Write();
   }
   removed_.clear();
+  cancelled_.clear();
   if (!status.ok()) LOG(WARNING) << "spool journal: " << status.message();
 }
 

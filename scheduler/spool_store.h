@@ -220,8 +220,6 @@ class FileSpoolStore : public SpoolStore {
   // construction.
   const std::map<std::string, farm::UniqueFd> queue_dirs_;
   QueueIdGenerator ids_;
-  // Set at open when no journal recorded the newest id; read-only after.
-  bool verify_new_ids_ = true;
   // Paths in spool/spare/ ready to be rewritten; only the committer (one
   // thread at a time, handed over under mu_) touches it.
   std::vector<std::string> spares_;
@@ -230,6 +228,9 @@ class FileSpoolStore : public SpoolStore {
   // Committer only: the qids removed in this batch, journaled after its
   // commit.
   std::vector<std::string> removed_;
+  // Committer only: the qids of journaled creates refused because another
+  // file has their name (a removal record would remove that file).
+  std::vector<std::string> cancelled_;
   // Runs a batch's journal commit while the committer writes its files;
   // nullptr without a journal.
   std::unique_ptr<SideThread> journal_commit_;

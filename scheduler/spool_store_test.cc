@@ -31,6 +31,9 @@ class FaultEnv : public SpoolEnv {
   std::atomic<bool> hold_syncfs{false};
   std::atomic<bool> syncfs_released{false};
   std::atomic<bool> fail_held_syncfs{false};
+  std::atomic<int> held_syncfs_done{0};
+  // Journal writes (WriteAt) to this path fail; set while the store is idle.
+  std::string fail_journal_writes_to;
   // Queue files only (the journal's WriteAt is not affected): fail with
   // ENOSPC; or hold each write (up to 5 s) until an fdatasync has begun,
   // counting the writes it let through.
@@ -86,6 +89,8 @@ class FaultEnv : public SpoolEnv {
   farm::Status WriteAt(int fd, std::string_view data, uint64_t offset,
                        const std::string& p) override {
     if (no_space) return farm::Status::FromErrno("write " + p, ENOSPC);
+    if (p == fail_journal_writes_to)
+      return farm::Status::FromErrno("write " + p, EIO);
     ++journal_writes;
     return real()->WriteAt(fd, data, offset, p);
   }
@@ -107,7 +112,9 @@ class FaultEnv : public SpoolEnv {
     Watch();
     if (hold_syncfs) {
       for (int i = 0; i < 10000 && !syncfs_released; ++i) usleep(1000);
-      if (fail_held_syncfs) return farm::Status::FromErrno("syncfs " + p, EIO);
+      bool fail = fail_held_syncfs;
+      ++held_syncfs_done;
+      if (fail) return farm::Status::FromErrno("syncfs " + p, EIO);
     }
     if (fail_sync) return farm::Status::FromErrno("syncfs " + p, EIO);
     return real()->SyncFilesystem(fd, p);
@@ -140,6 +147,11 @@ class FaultEnv : public SpoolEnv {
       ++synced_while_in_queue;
   }
 };
+
+std::string ReadWhole(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
 
 int CountFiles(const std::string& dir) {
   int n = 0;
@@ -821,29 +833,45 @@ TEST_F(JournaledSpoolTest, IdsGoOnFromTheNewestTheJournalRecorded) {
 }
 
 // The same with no journal to go on from (the spool's jobs were made while it
-// was turned off): the new message gets the id of a job still in the spool.
-// It is refused before the journal takes it, so the next open neither
-// overwrites nor removes the other job's file.
-TEST_F(JournaledSpoolTest, RepeatedQueueIdLeavesTheOtherJobAlone) {
+// was turned off): ids go on past the files in queue/.
+TEST_F(JournaledSpoolTest, IdsGoOnPastTheJobsInTheSpool) {
   farm::FakeClock clock;
   clock_ = &clock;
   journal_bytes_ = 0;
   auto kept = CreateAndClose("Subject: kept\r\n\r\nfirst\r\n");
   journal_bytes_ = 2 << 20;
-  std::ifstream in(kept.path, std::ios::binary);
-  std::string before((std::istreambuf_iterator<char>(in)), {});
+  std::string before = ReadWhole(kept.path);
   ASSERT_FALSE(before.empty());
-  OpenStore();  // the same clock: the generator hands out the same id again
-  auto repeated = CreateOne("Subject: other\r\n\r\nsecond\r\n");
-  ASSERT_FALSE(repeated.ok());
-  EXPECT_NE(repeated.status().message().find("already in use"),
+  OpenStore();  // the same clock
+  auto next = CreateOne("Subject: other\r\n\r\nsecond\r\n");
+  ASSERT_TRUE(next.ok()) << next.status().message();
+  EXPECT_GT(next->qid, kept.qid);
+  Reopen();
+  EXPECT_EQ(store_->stats().restored, 0u);
+  EXPECT_EQ(ReadWhole(kept.path), before);
+  EXPECT_TRUE(ReadQueueFile(next->path).ok());
+}
+
+// Should a file with the next id appear in queue/ all the same (not made by
+// this store), the create is refused, and the record undoing its journaled
+// create is a cancel, not a removal: the next open neither overwrites nor
+// removes that file.
+TEST_F(JournaledSpoolTest, CreateWhoseNameIsTakenLeavesThatFileAlone) {
+  farm::FakeClock clock;
+  clock_ = &clock;
+  OpenStore();
+  QueueIdGenerator same;  // the store's generator, unseeded: an empty spool
+  std::string qid = same.Next(clock.NowUnixMs());
+  std::string foreign = store_->PathOf(qid);
+  { std::ofstream(foreign, std::ios::binary) << "not this store's"; }
+  auto refused = CreateOne("Subject: other\r\n\r\nsecond\r\n");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("already in use"),
             std::string::npos);
   Reopen();
   EXPECT_EQ(store_->stats().restored, 0u);
   EXPECT_EQ(store_->stats().re_removed, 0u);
-  std::ifstream again(kept.path, std::ios::binary);
-  std::string after((std::istreambuf_iterator<char>(again)), {});
-  EXPECT_EQ(after, before);
+  EXPECT_EQ(ReadWhole(foreign), "not this store's");
 }
 
 // The removal record that undoes a refused create is synced before the
@@ -1035,6 +1063,35 @@ TEST_F(JournaledSpoolTest, CrashDuringACheckpointReadsBothJournals) {
   for (size_t i = 1; i < first.size(); ++i)
     ASSERT_TRUE(ReadQueueFile(first[i].path).ok()) << i;
   for (const auto& m : second) ASSERT_TRUE(ReadQueueFile(m.path).ok());
+}
+
+// The full journal's checkpoint failed, and so does its next one, after a
+// syncfs that succeeded (here: its write fails). The current journal is then
+// not checkpointed either: its removal records undo creates the older one
+// still holds, and a crash must not deliver those jobs twice.
+TEST_F(JournaledSpoolTest, RemovalsOutliveTheCreatesTheyUndo) {
+  OpenStore();
+  env_.hold_syncfs = true;
+  env_.fail_held_syncfs = true;
+  std::vector<SpoolStore::Created> first;
+  ASSERT_NO_FATAL_FAILURE(FillUntilACheckpointBegins(&first));
+  ASSERT_GE(first.size(), 3u);
+  SpoolStore::Created gone = first.front();
+  std::string saved = gone.path + ".saved";
+  std::filesystem::copy_file(gone.path, saved);
+  ASSERT_TRUE(RemoveOne(gone.qid).ok());  // recorded in the second journal
+  env_.syncfs_released = true;
+  RunUntil([&] { return env_.held_syncfs_done.load() == 1; });
+  env_.hold_syncfs = false;
+  env_.fail_journal_writes_to = spool_ + "/journal";  // the first, full one
+  // A state record takes a syncfs (it succeeds) and then the checkpoints.
+  EXPECT_FALSE(AppendOne(first[1].qid, 3).ok());
+  store_.reset();  // the stop's checkpoint fails the same way
+  env_.fail_journal_writes_to.clear();
+  std::filesystem::rename(saved, gone.path);  // the crash lost the removal
+  OpenStore();
+  EXPECT_EQ(store_->stats().re_removed, 1u);
+  EXPECT_FALSE(std::filesystem::exists(gone.path));
 }
 
 TEST_F(JournaledSpoolTest, FailedJournalSyncFallsBackAndLosesNothing) {
