@@ -212,8 +212,29 @@ farm::Status SpoolJournal::Commit() { return WritePending(/*sync=*/true); }
 
 farm::Status SpoolJournal::Write() { return WritePending(/*sync=*/false); }
 
+// Fills the file with zeros up to its capacity, so that no later commit
+// extends it (each extension costs a metadata commit, and on a journaled ext4
+// one that waits for a checkpoint's syncfs running beside it: 250-300 ms
+// without an acknowledgement, measured at 1 client). Best effort: on a disk
+// too full for it the file keeps growing in steps as it fills.
+void SpoolJournal::GrowToCapacity() {
+  if (file_size_ >= capacity_) return;
+  const std::string zeros(kGrowStep, '\0');
+  uint64_t size = file_size_;
+  while (size < capacity_) {
+    std::string_view chunk(zeros.data(), std::min(kGrowStep, capacity_ - size));
+    if (!env_->WriteAt(fd_.get(), chunk, size, path_).ok()) {
+      (void)env_->Truncate(fd_.get(), file_size_, path_);
+      return;
+    }
+    size += chunk.size();
+  }
+  file_size_ = size;  // made durable by the checkpoint's fdatasync
+}
+
 farm::Status SpoolJournal::Checkpoint(uint64_t sequence,
                                       std::string_view newest_qid) {
+  GrowToCapacity();
   pending_.clear();
   end_ = 0;
   generation_ = NewGeneration();

@@ -103,6 +103,7 @@ class SpoolJournal {
                uint64_t capacity);
   void AddRecord(Kind kind, std::string_view qid, std::string_view first,
                  std::string_view second);
+  void GrowToCapacity();
   farm::Status WritePending(bool sync);
 
   SpoolEnv* env_;

@@ -34,6 +34,8 @@ class FaultEnv : public SpoolEnv {
   std::atomic<int> held_syncfs_done{0};
   // Journal writes (WriteAt) to this path fail; set while the store is idle.
   std::string fail_journal_writes_to;
+  // Journal writes reaching past this offset fail with ENOSPC (0: none do).
+  std::atomic<uint64_t> no_space_past{0};
   // Queue files only (the journal's WriteAt is not affected): fail with
   // ENOSPC; or hold each write (up to 5 s) until an fdatasync has begun,
   // counting the writes it let through.
@@ -91,6 +93,8 @@ class FaultEnv : public SpoolEnv {
     if (no_space) return farm::Status::FromErrno("write " + p, ENOSPC);
     if (p == fail_journal_writes_to)
       return farm::Status::FromErrno("write " + p, EIO);
+    if (no_space_past > 0 && offset + data.size() > no_space_past)
+      return farm::Status::FromErrno("write " + p, ENOSPC);
     ++journal_writes;
     return real()->WriteAt(fd, data, offset, p);
   }
@@ -1092,6 +1096,27 @@ TEST_F(JournaledSpoolTest, RemovalsOutliveTheCreatesTheyUndo) {
   OpenStore();
   EXPECT_EQ(store_->stats().re_removed, 1u);
   EXPECT_FALSE(std::filesystem::exists(gone.path));
+}
+
+// The first checkpoint fills each journal file with zeros to its size (so
+// no commit extends it); on a disk too full for that the store opens anyway
+// and its journal grows as it fills.
+TEST_F(JournaledSpoolTest, JournalTooLargeForTheDiskStillOpensAndWorks) {
+  journal_bytes_ = 8 << 20;
+  OpenStore();
+  EXPECT_EQ(std::filesystem::file_size(spool_ + "/journal"), 4u << 20);
+  EXPECT_EQ(std::filesystem::file_size(spool_ + "/journal.1"), 4u << 20);
+  store_.reset();
+  std::filesystem::remove(spool_ + "/journal");
+  std::filesystem::remove(spool_ + "/journal.1");
+  env_.no_space_past = 1 << 20;  // room for one growth step, not four
+  OpenStore();
+  EXPECT_EQ(std::filesystem::file_size(spool_ + "/journal"), 1u << 20);
+  auto made = CreateOne("Subject: small\r\n\r\nbody\r\n");
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  EXPECT_EQ(store_->stats().journal_syncs, 1u);
+  EXPECT_EQ(store_->stats().fs_syncs, 0u);
+  env_.no_space_past = 0;
 }
 
 TEST_F(JournaledSpoolTest, FailedJournalSyncFallsBackAndLosesNothing) {
