@@ -68,9 +68,8 @@ bool JournalPair::WaitForCheckpoint() {
   return status.ok();
 }
 
-bool JournalPair::Switch(const std::string& newest_qid, bool* waited) {
-  *waited = checkpointing_ && side_.Running();
-  if (*waited) ++checkpoint_waits_;
+bool JournalPair::Switch(const std::string& newest_qid) {
+  if (checkpointing_ && side_.Running()) ++checkpoint_waits_;
   if (!WaitForCheckpoint()) return false;
   int other = 1 - current_;
   if (failed_[other] || !journals_[other]->Empty()) return false;

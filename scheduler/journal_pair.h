@@ -46,12 +46,12 @@ class JournalPair {
 
   // For a current journal too full for the next records: starts its
   // checkpoint on the side thread and makes the other one current. If the
-  // other's own checkpoint is still running, waits for it first (*waited is
-  // then set). False, changing nothing, when the other cannot take records
-  // (its checkpoint failed): the caller then makes its batch durable with a
-  // syncfs and calls CheckpointAfterSync. `newest_qid`: the newest queue id
-  // handed out, recorded by the checkpoint.
-  bool Switch(const std::string& newest_qid, bool* waited);
+  // other's own checkpoint is still running, waits for it first (counted in
+  // checkpoint_waits). False, changing nothing, when the other cannot take
+  // records (its checkpoint failed): the caller then makes its batch durable
+  // with a syncfs and calls CheckpointAfterSync. `newest_qid`: the newest queue
+  // id handed out, recorded by the checkpoint.
+  bool Switch(const std::string& newest_qid);
 
   // Call after a syncfs the caller made (which covered every file either
   // journal holds): waits for a checkpoint still running, then starts a new

@@ -15,9 +15,8 @@ inline constexpr size_t kQueueIdLength = 16;
 
 // Thread-safe. Ids are strictly increasing for one generator even if the wall
 // clock steps back (the generator then keeps counting from its last id).
-// Across restarts the spool store seeds it with the newest id its journal
-// recorded (see FileSpoolStore::Open); without one, uniqueness rests on time
-// moving on, and the store's checks catch the rest.
+// Across restarts the spool store seeds it with the newest id in use (the
+// journal's and queue/'s, see FileSpoolStore::Open).
 class QueueIdGenerator {
  public:
   std::string Next(int64_t now_unix_ms);
@@ -30,7 +29,6 @@ class QueueIdGenerator {
   std::mutex mu_;
   int64_t last_ms_ = 0;   // guarded by mu_
   uint32_t counter_ = 0;  // guarded by mu_
-  std::string last_;      // guarded by mu_
 };
 
 // 16 lowercase hex digits.

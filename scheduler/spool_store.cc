@@ -43,7 +43,6 @@ struct FileSpoolStore::Op {
   bool reused = false;   // tmp_path is a spare file being rewritten
   bool reuse_allowed = false;  // kRemove: the file may become a spare
   bool renamed = false;        // the queue file exists and must go on failure
-  bool journaled = false;      // kCreate: its record went to the journal
   bool id_in_use = false;      // kCreate: another file has its name
   farm::Status status;
   uint64_t body_offset = 0;
@@ -68,17 +67,25 @@ std::string Basename(const std::string& path) {
   return path.substr(path.rfind('/') + 1);
 }
 
-// Unlinks every entry of `dir`; returns how many went.
-int EmptyDirectory(const std::string& dir_path) {
+// Calls `visit` with the name of every entry of `dir_path` but . and ..
+// (none when it cannot be read).
+void ForEachName(const std::string& dir_path,
+                 const std::function<void(const std::string&)>& visit) {
   DIR* dir = ::opendir(dir_path.c_str());
-  if (dir == nullptr) return 0;
-  int removed = 0;
+  if (dir == nullptr) return;
   while (dirent* entry = ::readdir(dir)) {
     std::string name = entry->d_name;
-    if (name == "." || name == "..") continue;
-    if (::unlink((dir_path + "/" + name).c_str()) == 0) ++removed;
+    if (name != "." && name != "..") visit(name);
   }
   ::closedir(dir);
+}
+
+// Unlinks every entry of `dir`; returns how many went.
+int EmptyDirectory(const std::string& dir_path) {
+  int removed = 0;
+  ForEachName(dir_path, [&](const std::string& name) {
+    if (::unlink((dir_path + "/" + name).c_str()) == 0) ++removed;
+  });
   return removed;
 }
 
@@ -105,14 +112,9 @@ void RemoveLeftoverSpares(const std::string& spare_dir) {
 std::string NewestQueueFileId(const std::string& root) {
   std::string newest;
   for (const char* hex = "0123456789abcdef"; *hex != '\0'; ++hex) {
-    std::string dir = root + "/queue/" + *hex;
-    DIR* d = ::opendir(dir.c_str());
-    if (d == nullptr) continue;
-    while (dirent* e = ::readdir(d)) {
-      std::string_view name = e->d_name;
-      if (IsValidQueueId(name) && name > newest) newest = std::string(name);
-    }
-    ::closedir(d);
+    ForEachName(root + "/queue/" + *hex, [&](const std::string& name) {
+      if (IsValidQueueId(name) && name > newest) newest = name;
+    });
   }
   return newest;
 }
@@ -419,6 +421,7 @@ GroupCommitStats FileSpoolStore::stats() {
   }
   if (journals_ != nullptr) {  // counted by the side thread that ran them
     stats.side_checkpoints = journals_->side_checkpoints();
+    stats.checkpoint_waits = journals_->checkpoint_waits();
     stats.checkpoints += stats.side_checkpoints;
     stats.fs_syncs += stats.side_checkpoints;
   }
@@ -571,7 +574,7 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
   // The journal and the spares belong to the committer: a batch of reads and
   // background work, run by another thread meanwhile, never touches them.
   bool journaling =
-      commits && journals_ != nullptr && StartJournalCommit(batch, &delta);
+      commits && journals_ != nullptr && StartJournalCommit(batch);
   for (auto& op : batch) {
     if ((op->kind == Op::Kind::kCreate || op->kind == Op::Kind::kAppend) &&
         op->status.ok())
@@ -638,7 +641,6 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
     stats_.reused += delta.reused;
     stats_.journal_syncs += delta.journal_syncs;
     stats_.checkpoints += delta.checkpoints;
-    stats_.checkpoint_waits += delta.checkpoint_waits;
     stats_.data_syncs += delta.data_syncs;
     stats_.fs_syncs += delta.fs_syncs;
     stats_.dir_syncs += delta.dir_syncs;
@@ -804,8 +806,8 @@ void FileSpoolStore::Finish(Op& op) {
 // (Queue ids do not repeat: Open seeds the generator past every id in use.
 // Should a file with the id appear anyway, the no-replace rename refuses the
 // create and a cancel record, not a removal, undoes its journal record.)
-bool FileSpoolStore::StartJournalCommit(std::vector<std::unique_ptr<Op>>& batch,
-                                        GroupCommitStats* stats) {
+bool FileSpoolStore::StartJournalCommit(
+    std::vector<std::unique_ptr<Op>>& batch) {
   size_t bytes = 0, count = 0;
   for (const auto& op : batch) {
     if (op->kind == Op::Kind::kAppend) return false;
@@ -815,16 +817,14 @@ bool FileSpoolStore::StartJournalCommit(std::vector<std::unique_ptr<Op>>& batch,
     bytes += size;
     ++count;
   }
-  if (count == 0 || !RoomInJournal(bytes, count, stats)) return false;
-  for (auto& op : batch) {
-    if (op->kind == Op::Kind::kCreate) op->journaled = true;
-  }
+  if (count == 0 || !RoomInJournal(bytes, count)) return false;
   // The side thread reads only qid, header and body, which nothing changes
   // until FinishJournalCommit has waited for it.
   SpoolJournal* journal = journals_->current();
   journal_commit_->Start([journal, &batch] {
     for (const auto& op : batch) {
-      if (op->journaled) journal->AddCreate(op->qid, op->header, op->body);
+      if (op->kind == Op::Kind::kCreate)
+        journal->AddCreate(op->qid, op->header, op->body);
     }
     return journal->Commit();
   });
@@ -853,7 +853,7 @@ bool FileSpoolStore::FinishJournalCommit(
   }
   bool refused = false;
   for (auto& op : batch) {
-    if (op->journaled && !op->status.ok()) {
+    if (op->kind == Op::Kind::kCreate && !op->status.ok()) {
       (op->id_in_use ? cancelled_ : removed_).push_back(op->qid);
       refused = true;
     }
@@ -887,13 +887,10 @@ farm::Status FileSpoolStore::SyncAll(GroupCommitStats* stats) {
 // it has not (its checkpoint then runs beside the commits; a commit waits for
 // it only when the other journal is still being checkpointed). False sends
 // the batch to SyncAll, as for a create too large for either journal.
-bool FileSpoolStore::RoomInJournal(size_t file_bytes, size_t count,
-                                   GroupCommitStats* stats) {
+bool FileSpoolStore::RoomInJournal(size_t file_bytes, size_t count) {
   if (journals_->current()->Fits(file_bytes, count)) return true;
   if (!journals_->current()->FitsEmpty(file_bytes, count)) return false;
-  bool waited = false;
-  if (!journals_->Switch(ids_.Last(), &waited)) return false;
-  stats->checkpoint_waits += waited;
+  if (!journals_->Switch(ids_.Last())) return false;
   return journals_->current()->Fits(file_bytes, count);
 }
 
@@ -903,7 +900,7 @@ bool FileSpoolStore::RoomInJournal(size_t file_bytes, size_t count,
 void FileSpoolStore::WriteRemovals(GroupCommitStats* stats, bool sync) {
   // The room first: a switch makes the other journal the one to write to.
   farm::Status status;
-  if (!RoomInJournal(0, removed_.size() + cancelled_.size(), stats)) {
+  if (!RoomInJournal(0, removed_.size() + cancelled_.size())) {
     // Makes the removals durable without records, and voids the creates.
     status = SyncAll(stats);
   } else {

@@ -199,9 +199,8 @@ class FileSpoolStore : public SpoolStore {
   void RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch);
   void RemoveOne(Op& op);
   void DropSpares();
-  bool StartJournalCommit(std::vector<std::unique_ptr<Op>>& batch,
-                          GroupCommitStats* stats);
-  bool RoomInJournal(size_t file_bytes, size_t count, GroupCommitStats* stats);
+  bool StartJournalCommit(std::vector<std::unique_ptr<Op>>& batch);
+  bool RoomInJournal(size_t file_bytes, size_t count);
   bool FinishJournalCommit(std::vector<std::unique_ptr<Op>>& batch,
                            GroupCommitStats* stats);
   farm::Status SyncAll(GroupCommitStats* stats);

@@ -727,6 +727,12 @@ class JournaledSpoolTest : public SpoolStoreTest {
     store_.reset();
     OpenStore();
   }
+  // Reopens the store: nothing to restore, and every file in `made` valid.
+  void ReopenAndExpectIntact(const std::vector<SpoolStore::Created>& made) {
+    Reopen();
+    EXPECT_EQ(store_->stats().restored, 0u);
+    for (const auto& m : made) ASSERT_TRUE(ReadQueueFile(m.path).ok());
+  }
   // Creates `n` 5 KB messages one at a time.
   void CreateMany(int n, std::vector<SpoolStore::Created>* made) {
     for (int i = 0; i < n; ++i) {
@@ -1000,15 +1006,9 @@ TEST_F(JournaledSpoolTest, LargeMessageAndFullJournalGoThroughSyncfs) {
   // 2 MiB of journal: 5 KB creates one by one (8 KiB each) fill it and
   // force checkpoints; every file stays valid and nothing needs restoring.
   std::vector<SpoolStore::Created> made;
-  for (int i = 0; i < 400; ++i) {
-    auto m = CreateOne(std::string(5000, 'a'));
-    ASSERT_TRUE(m.ok());
-    made.push_back(*m);
-  }
+  ASSERT_NO_FATAL_FAILURE(CreateMany(400, &made));
   EXPECT_GT(store_->stats().checkpoints, checkpoints);
-  Reopen();
-  EXPECT_EQ(store_->stats().restored, 0u);
-  for (const auto& m : made) ASSERT_TRUE(ReadQueueFile(m.path).ok());
+  ReopenAndExpectIntact(made);
 }
 
 // When a journal file fills, its checkpoint (a syncfs) runs on a side thread
@@ -1027,9 +1027,7 @@ TEST_F(JournaledSpoolTest, FullJournalIsCheckpointedBesideTheCommits) {
   EXPECT_EQ(store_->stats().fs_syncs, 1u);
   EXPECT_EQ(store_->stats().journal_syncs, made.size());
   env_.hold_syncfs = false;
-  Reopen();
-  EXPECT_EQ(store_->stats().restored, 0u);
-  for (const auto& m : made) ASSERT_TRUE(ReadQueueFile(m.path).ok());
+  ReopenAndExpectIntact(made);
 }
 
 // A crash before the full journal's checkpoint finished (here: its syncfs
