@@ -61,9 +61,8 @@ def standard_ext4(parent, size_mb):
         subprocess.run(["umount", mnt], stderr=subprocess.DEVNULL)
         if loop:
             subprocess.run(["losetup", "-d", loop], stderr=subprocess.DEVNULL)
-        for path in (image,):
-            if os.path.exists(path):
-                os.unlink(path)
+        if os.path.exists(image):
+            os.unlink(image)
         os.rmdir(mnt)
 
 
