@@ -26,22 +26,44 @@ farm::StatusOr<std::unique_ptr<JournalPair>> JournalPair::Open(
     if (!opened.ok()) return opened.status();
     journals[i] = std::move(*opened);
   }
-  int older = journals[0]->sequence() <= journals[1]->sequence() ? 0 : 1;
-  entries->clear();
-  newest_qid->clear();
-  for (int i : {older, 1 - older}) {
-    *newest_qid = std::max(*newest_qid, journals[i]->newest_qid());
-    for (auto& e : found[i]) {
-      if (e.kind == SpoolJournal::Kind::kCreate)
-        *newest_qid = std::max(*newest_qid, e.qid);
-      entries->push_back(std::move(e));
-    }
-  }
   std::unique_ptr<JournalPair> pair(new JournalPair(
       env, spool_dir, std::move(*sync_fd), std::move(journals)));
+  *entries = pair->InOrder(std::move(found));
+  *newest_qid = std::max(pair->journals_[0]->newest_qid(),
+                         pair->journals_[1]->newest_qid());
+  for (const auto& e : *entries) {
+    if (e.kind == SpoolJournal::Kind::kCreate)
+      *newest_qid = std::max(*newest_qid, e.qid);
+  }
   pair->sequence_ =
       std::max(pair->journals_[0]->sequence(), pair->journals_[1]->sequence());
   return pair;
+}
+
+std::vector<SpoolJournal::Entry> JournalPair::InOrder(
+    std::array<std::vector<SpoolJournal::Entry>, 2> found) const {
+  int older = journals_[0]->sequence() <= journals_[1]->sequence() ? 0 : 1;
+  std::vector<SpoolJournal::Entry> entries = std::move(found[older]);
+  for (auto& e : found[1 - older]) entries.push_back(std::move(e));
+  return entries;
+}
+
+farm::StatusOr<std::vector<SpoolJournal::Entry>> JournalPair::ReadEntries() {
+  (void)WaitForCheckpoint();
+  std::array<std::vector<SpoolJournal::Entry>, 2> found;
+  for (int i = 0; i < 2; ++i) {
+    auto read = journals_[i]->ReadEntries();
+    if (!read.ok()) return read.status();
+    found[i] = std::move(*read);
+  }
+  return InOrder(std::move(found));
+}
+
+void JournalPair::NoteFailedSync() { rewrite_needed_ = true; }
+
+bool JournalPair::RewriteNeeded() {
+  (void)WaitForCheckpoint();
+  return rewrite_needed_;
 }
 
 JournalPair::JournalPair(SpoolEnv* env, std::string spool_dir,
@@ -60,6 +82,8 @@ bool JournalPair::WaitForCheckpoint() {
   farm::Status status = side_.Wait();
   int other = 1 - current_;
   failed_[other] = !status.ok();
+  // Its syncfs may be what failed: see NoteFailedSync.
+  if (!status.ok()) rewrite_needed_ = true;
   if (!status.ok()) {
     LOG(WARNING) << "spool journal: checkpoint of " << Paths(spool_dir_)[other]
                  << " failed: " << status.message()
@@ -70,7 +94,7 @@ bool JournalPair::WaitForCheckpoint() {
 
 bool JournalPair::Switch(const std::string& newest_qid) {
   if (checkpointing_ && side_.Running()) ++checkpoint_waits_;
-  if (!WaitForCheckpoint()) return false;
+  if (!WaitForCheckpoint() || rewrite_needed_) return false;
   int other = 1 - current_;
   if (failed_[other] || !journals_[other]->Empty()) return false;
   // Recovery reads the two in the order of their checkpoints' sequence
@@ -100,8 +124,14 @@ bool JournalPair::Switch(const std::string& newest_qid) {
   return true;
 }
 
-farm::Status JournalPair::CheckpointAfterSync(const std::string& newest_qid) {
+farm::Status JournalPair::CheckpointAfterSync(const std::string& newest_qid,
+                                              bool rewritten) {
   (void)WaitForCheckpoint();
+  if (rewrite_needed_ && !rewritten)
+    return farm::Status::Error(
+        "spool journal: not checkpointed: a syncfs failed since its files "
+        "were written, and they have not been written again");
+  rewrite_needed_ = false;
   for (int i : {1 - current_, current_}) {
     SpoolJournal* journal = journals_[i].get();
     if (i != current_ && journal->Empty() && !failed_[i]) continue;
@@ -123,7 +153,7 @@ bool JournalPair::Damaged() {
   for (int i = 0; i < 2; ++i) {
     if (failed_[i] || journals_[i]->generation() == 0) return true;
   }
-  return false;
+  return rewrite_needed_;
 }
 
 }  // namespace mailfarm::scheduler

@@ -58,16 +58,31 @@ class JournalPair {
   // generation in the other journal if it holds records or failed, and then
   // in the current one, which records `newest_qid`. On the first failure it
   // stops: the current journal's removal records must outlive the older
-  // creates they undo.
-  farm::Status CheckpointAfterSync(const std::string& newest_qid);
+  // creates they undo. After a failed syncfs (RewriteNeeded) it refuses
+  // unless `rewritten`: the caller wrote every file the journals cover again
+  // before that syncfs.
+  farm::Status CheckpointAfterSync(const std::string& newest_qid,
+                                   bool rewritten = false);
+
+  // A syncfs failed (the caller's, or a side checkpoint's). The kernel marks
+  // the pages whose write-back failed clean, and a later syncfs reports
+  // success without writing them: the files the journals cover may then not
+  // be on the disk although a syncfs "made them durable". Until the caller
+  // has written them again from the journals' records (ReadEntries) and
+  // synced, neither journal is checkpointed (Switch refuses too).
+  void NoteFailedSync();
+  bool RewriteNeeded();  // waits for a checkpoint still running
+  // The records both files hold on disk, in the order they were written (as
+  // Open finds them).
+  farm::StatusOr<std::vector<SpoolJournal::Entry>> ReadEntries();
 
   // Empties both files (the journal being turned off); the caller then
   // removes them.
   farm::Status Discard();
 
-  // A journal failed a write or a checkpoint: it holds records that only a
-  // syncfs and a checkpoint make sure are never read (see Shutdown). Waits
-  // for a checkpoint still running.
+  // A journal failed a write or a checkpoint, or a syncfs failed: it holds
+  // records that only a syncfs and a checkpoint make sure are never read
+  // (see Shutdown). Waits for a checkpoint still running.
   bool Damaged();
 
   // Checkpoints run beside the commits, and those that made a commit wait.
@@ -80,6 +95,9 @@ class JournalPair {
   // Waits for the side thread's checkpoint, if one was started; false when
   // it failed (the journal it was for then keeps its records).
   bool WaitForCheckpoint();
+  // Both files' records, the one with the older checkpoint first.
+  std::vector<SpoolJournal::Entry> InOrder(
+      std::array<std::vector<SpoolJournal::Entry>, 2> found) const;
 
   SpoolEnv* env_;
   std::string spool_dir_;
@@ -89,6 +107,7 @@ class JournalPair {
   uint64_t sequence_ = 0;         // the highest checkpoint sequence given out
   bool checkpointing_ = false;    // the side thread has a checkpoint
   std::array<bool, 2> failed_{};  // its last checkpoint failed
+  bool rewrite_needed_ = false;   // see NoteFailedSync
   std::atomic<uint64_t> side_checkpoints_{0};
   std::atomic<uint64_t> checkpoint_waits_{0};
   SideThread side_;  // last: its task uses the members above

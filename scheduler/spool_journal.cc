@@ -75,6 +75,38 @@ size_t ParseRecord(std::string_view data, size_t pos, uint64_t* generation,
 
 }  // namespace
 
+// What a journal file holds: the checkpoint that began its generation (its
+// sequence number and newest queue id) and the records written after it.
+struct SpoolJournal::Contents {
+  uint64_t sequence = 0;
+  std::string newest_qid;
+  std::vector<Entry> entries;
+};
+
+SpoolJournal::Contents SpoolJournal::Parse(std::string_view data) {
+  Contents found;
+  // The first record is the checkpoint that began the generation; none (a
+  // new file, or a checkpoint torn after its syncfs had made every file
+  // durable) means nothing to recover.
+  uint64_t generation = 0;
+  Entry entry;
+  size_t pos = ParseRecord(data, 0, &generation, &entry);
+  if (pos > 0 && entry.kind != Kind::kCheckpoint) pos = 0;
+  if (pos > 0 && entry.data.size() >= sizeof found.sequence) {
+    found.sequence = Load<uint64_t>(entry.data.data());
+    found.newest_qid = entry.data.substr(sizeof found.sequence);
+  }
+  while (pos > 0) {
+    size_t size = ParseRecord(data, pos, &generation, &entry);
+    if (size == 0) break;
+    if (entry.kind == Kind::kCreate || entry.kind == Kind::kRemove ||
+        entry.kind == Kind::kCancel)
+      found.entries.push_back(std::move(entry));
+    pos += size;
+  }
+  return found;
+}
+
 farm::StatusOr<std::unique_ptr<SpoolJournal>> SpoolJournal::Open(
     SpoolEnv* env, const std::string& path, uint64_t capacity,
     std::vector<Entry>* entries) {
@@ -82,36 +114,22 @@ farm::StatusOr<std::unique_ptr<SpoolJournal>> SpoolJournal::Open(
   if (!fd) return farm::Status::FromErrno("open " + path, errno);
   auto data = ReadWholeFile(fd.get(), path);
   if (!data.ok()) return data.status();
-  entries->clear();
-  // The first record is the checkpoint that began the generation; none (a
-  // new file, or a checkpoint torn after its syncfs had made every file
-  // durable) means nothing to recover.
-  uint64_t generation = 0;
-  uint64_t sequence = 0;
-  Entry entry;
-  size_t pos = ParseRecord(*data, 0, &generation, &entry);
-  if (pos > 0 && entry.kind != Kind::kCheckpoint) pos = 0;
-  std::string newest_qid;
-  if (pos > 0 && entry.data.size() >= sizeof sequence) {
-    sequence = Load<uint64_t>(entry.data.data());
-    newest_qid = entry.data.substr(sizeof sequence);
-  }
-  while (pos > 0) {
-    size_t size = ParseRecord(*data, pos, &generation, &entry);
-    if (size == 0) break;
-    if (entry.kind == Kind::kCreate || entry.kind == Kind::kRemove ||
-        entry.kind == Kind::kCancel)
-      entries->push_back(std::move(entry));
-    pos += size;
-  }
+  Contents found = Parse(*data);
+  *entries = std::move(found.entries);
   // No generation until the caller's Checkpoint: nothing can be written
   // before what was found has been dealt with.
   std::unique_ptr<SpoolJournal> journal(new SpoolJournal(
       env, path, std::move(fd), std::max<uint64_t>(capacity, kGrowStep)));
   journal->file_size_ = data->size();
-  journal->sequence_ = sequence;
-  journal->newest_qid_ = std::move(newest_qid);
+  journal->sequence_ = found.sequence;
+  journal->newest_qid_ = std::move(found.newest_qid);
   return journal;
+}
+
+farm::StatusOr<std::vector<SpoolJournal::Entry>> SpoolJournal::ReadEntries() {
+  auto data = ReadWholeFile(fd_.get(), path_);
+  if (!data.ok()) return data.status();
+  return Parse(*data).entries;
 }
 
 SpoolJournal::SpoolJournal(SpoolEnv* env, std::string path, farm::UniqueFd fd,

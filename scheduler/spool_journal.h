@@ -85,6 +85,9 @@ class SpoolJournal {
   farm::Status Checkpoint(uint64_t sequence, std::string_view newest_qid);
   // Holds nothing but its checkpoint (and can take records).
   bool Empty() const;
+  // The records on disk since the last checkpoint, as Open would find them
+  // now (for rewriting the files they cover after a failed syncfs).
+  farm::StatusOr<std::vector<Entry>> ReadEntries();
 
   // Empties the file and syncs that, so that it holds nothing to recover even
   // if its removal that follows is lost (the journal being turned off).
@@ -99,6 +102,8 @@ class SpoolJournal {
   uint64_t end() const { return end_; }
 
  private:
+  struct Contents;
+  static Contents Parse(std::string_view data);
   SpoolJournal(SpoolEnv* env, std::string path, farm::UniqueFd fd,
                uint64_t capacity);
   void AddRecord(Kind kind, std::string_view qid, std::string_view first,

@@ -72,6 +72,29 @@ TEST_F(SpoolJournalTest, CommittedRecordsAreFoundInOrder) {
   EXPECT_EQ(entries[3].qid, "01a2341dd5520001");
 }
 
+// ReadEntries finds, in the open journal, what an open would: written
+// records, not pending ones; after a failed write, what is on disk.
+TEST_F(SpoolJournalTest, ReadEntriesFindsWhatAnOpenWould) {
+  std::vector<SpoolJournal::Entry> found;
+  auto journal = Open(&found);
+  journal->AddCreate("01a2341dd5520000", "HEAD", "body one");
+  ASSERT_TRUE(journal->Commit().ok());
+  journal->AddRemove("01a2341dd5520000");  // pending, not written
+  auto entries = journal->ReadEntries();
+  ASSERT_TRUE(entries.ok()) << entries.status().message();
+  ASSERT_EQ(entries->size(), 1u);
+  EXPECT_EQ((*entries)[0].kind, SpoolJournal::Kind::kCreate);
+  EXPECT_EQ((*entries)[0].data, "HEADbody one");
+  ASSERT_TRUE(journal->Write().ok());
+  entries = journal->ReadEntries();
+  ASSERT_TRUE(entries.ok());
+  EXPECT_EQ(entries->size(), 2u);
+  ASSERT_TRUE(journal->Checkpoint(2, "").ok());
+  entries = journal->ReadEntries();
+  ASSERT_TRUE(entries.ok());
+  EXPECT_TRUE(entries->empty());
+}
+
 // The checkpoint's sequence number and newest queue id are read back at
 // open; a journal never checkpointed has neither.
 TEST_F(SpoolJournalTest, CheckpointRecordsItsSequenceAndNewestId) {

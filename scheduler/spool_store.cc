@@ -131,23 +131,34 @@ std::string QueueFilePath(const std::string& spool_dir, std::string_view qid) {
 // nothing: a file whose state records were made durable was made durable by
 // a syncfs, and every syncfs is followed by a checkpoint, which takes its
 // create out of the journal.
-farm::Status RecoverFromJournal(SpoolEnv* env, const std::string& root,
-                                const std::vector<SpoolJournal::Entry>& entries,
-                                GroupCommitStats* counts) {
-  // A cancel undoes the last create of its qid (a refused one whose name
-  // was another job's), leaving that job's own record, if any, in force.
-  std::map<std::string_view, std::vector<const SpoolJournal::Entry*>> made;
+// What the journals' records say of each job: the create in force for each
+// qid (its last one; a cancel undoes the last create of its qid, a refused
+// one whose name was another job's, leaving that job's own record, if any,
+// in force) and the qids removed.
+struct JournaledJobs {
+  std::map<std::string_view, const SpoolJournal::Entry*> creates;
   std::set<std::string_view> removed;
+};
+JournaledJobs SortJournalEntries(
+    const std::vector<SpoolJournal::Entry>& entries) {
+  JournaledJobs jobs;
+  std::map<std::string_view, std::vector<const SpoolJournal::Entry*>> made;
   for (const auto& e : entries) {
     if (e.kind == SpoolJournal::Kind::kCreate) made[e.qid].push_back(&e);
-    if (e.kind == SpoolJournal::Kind::kRemove) removed.insert(e.qid);
+    if (e.kind == SpoolJournal::Kind::kRemove) jobs.removed.insert(e.qid);
     if (e.kind == SpoolJournal::Kind::kCancel && !made[e.qid].empty())
       made[e.qid].pop_back();
   }
-  std::map<std::string_view, const SpoolJournal::Entry*> creates;
   for (const auto& [qid, records] : made) {
-    if (!records.empty()) creates[qid] = records.back();
+    if (!records.empty()) jobs.creates[qid] = records.back();
   }
+  return jobs;
+}
+
+farm::Status RecoverFromJournal(SpoolEnv* env, const std::string& root,
+                                const std::vector<SpoolJournal::Entry>& entries,
+                                GroupCommitStats* counts) {
+  auto [creates, removed] = SortJournalEntries(entries);
   for (std::string_view qid : removed) {
     if (!IsValidQueueId(qid)) continue;
     if (env->Unlink(QueueFilePath(root, qid)).ok()) {
@@ -162,6 +173,10 @@ farm::Status RecoverFromJournal(SpoolEnv* env, const std::string& root,
     farm::UniqueFd file_fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     std::string why = "the file was missing";
     if (file_fd) {
+      // What the disk holds, not the page cache: after a failed write-back
+      // the kernel keeps the lost bytes as clean cached pages, and an earlier
+      // run that died after a failed syncfs leaves the file looking whole.
+      (void)::posix_fadvise(file_fd.get(), 0, 0, POSIX_FADV_DONTNEED);
       auto found = ReadWholeFile(file_fd.get(), path);
       if (found.ok() && *found == entry->data) continue;
       if (auto file = ReadQueueFile(path); !file.ok()) {
@@ -843,6 +858,11 @@ bool FileSpoolStore::FinishJournalCommit(
     std::vector<std::unique_ptr<Op>>& batch, GroupCommitStats* stats) {
   farm::Status journaled = journal_commit_->Wait();
   ++stats->journal_syncs;
+  // Known before any sync: RewriteJournaledFiles must leave those names'
+  // files alone.
+  for (auto& op : batch) {
+    if (op->id_in_use) cancelled_.push_back(op->qid);
+  }
   if (!journaled.ok()) {
     LOG(WARNING) << "spool: " << journaled.message()
                  << "; making the batch durable with syncfs instead";
@@ -854,7 +874,7 @@ bool FileSpoolStore::FinishJournalCommit(
   bool refused = false;
   for (auto& op : batch) {
     if (op->kind == Op::Kind::kCreate && !op->status.ok()) {
-      (op->id_in_use ? cancelled_ : removed_).push_back(op->qid);
+      if (!op->id_in_use) removed_.push_back(op->qid);
       refused = true;
     }
     op->fd.Reset();
@@ -875,11 +895,57 @@ farm::Status FileSpoolStore::SyncAll(GroupCommitStats* stats) {
   if (journal != nullptr && journal->HasPending() && journal->generation() != 0)
     (void)journal->Write();
   ++stats->fs_syncs;
-  MAILFARM_RETURN_IF_ERROR(
-      env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir));
-  if (journals_ == nullptr) return farm::Status::Ok();
+  farm::Status synced =
+      env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir);
+  if (journals_ == nullptr) return synced;
+  if (!synced.ok()) {
+    journals_->NoteFailedSync();
+    return synced;
+  }
+  bool rewritten = false;
+  if (journals_->RewriteNeeded()) {
+    MAILFARM_RETURN_IF_ERROR(RewriteJournaledFiles());
+    ++stats->fs_syncs;
+    synced = env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir);
+    if (!synced.ok()) return synced;  // and the rewrite is still needed
+    rewritten = true;
+  }
   ++stats->checkpoints;
-  return journals_->CheckpointAfterSync(ids_.Last());
+  return journals_->CheckpointAfterSync(ids_.Last(), rewritten);
+}
+
+// After a failed syncfs (see JournalPair::NoteFailedSync): every queue file
+// the journals hold the create of, and still in queue/, gets its bytes
+// written again from the journal, in place, so that the next syncfs writes
+// them back and a checkpoint may then drop their records. The bytes are the
+// ones it was created with, so a farm child reading the file meanwhile reads
+// the same; state records appended after them stay.
+farm::Status FileSpoolStore::RewriteJournaledFiles() {
+  auto entries = journals_->ReadEntries();
+  if (!entries.ok()) return entries.status();
+  // Refusals not yet recorded (WriteRemovals writes them after the sync):
+  // a cancelled create's name is another job's file.
+  for (const std::string& qid : cancelled_)
+    entries->push_back({SpoolJournal::Kind::kCancel, qid, {}});
+  auto [creates, removed] = SortJournalEntries(*entries);
+  size_t rewritten = 0;
+  for (const auto& [qid, entry] : creates) {
+    if (removed.count(qid) > 0 || !IsValidQueueId(qid)) continue;
+    std::string path = PathOf(std::string(qid));
+    auto fd = env_->OpenRewrite(path);
+    if (!fd.ok()) {
+      if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT)
+        continue;  // removed since (its removal record not yet written)
+      return fd.status();
+    }
+    MAILFARM_RETURN_IF_ERROR(env_->WriteAt(fd->get(), entry->data, 0, path));
+    ++rewritten;
+  }
+  LOG(WARNING) << "spool: a syncfs failed since the journal's records were "
+               << "written; wrote " << rewritten
+               << " queue file(s) again from the journal before its "
+               << "checkpoint";
+  return farm::Status::Ok();
 }
 
 // Whether the current journal has room for the pending records and creates

@@ -198,6 +198,7 @@ class FileSpoolStore : public SpoolStore {
   void WriteOne(Op& op);
   void RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch);
   void RemoveOne(Op& op);
+  farm::Status RewriteJournaledFiles();
   void DropSpares();
   bool StartJournalCommit(std::vector<std::unique_ptr<Op>>& batch);
   bool RoomInJournal(size_t file_bytes, size_t count);

@@ -1096,6 +1096,69 @@ TEST_F(JournaledSpoolTest, RemovalsOutliveTheCreatesTheyUndo) {
   EXPECT_FALSE(std::filesystem::exists(gone.path));
 }
 
+// After a failed syncfs the kernel may have dropped a file's bytes while
+// keeping them as clean cached pages, so a later syncfs that succeeds has
+// not made that file durable. Modelled here by zeroing an acknowledged
+// file's bytes after the failed sync: whatever syncfs comes next, the files
+// the journal covers are written again from it before it is checkpointed.
+void Zero(const std::string& path) {
+  auto size = std::filesystem::file_size(path);
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.write(std::string(size, '\0').data(), static_cast<std::streamsize>(size));
+}
+
+TEST_F(JournaledSpoolTest, FilesAreWrittenAgainAfterAFailedSyncfs) {
+  OpenStore();
+  std::vector<SpoolStore::Created> made;
+  ASSERT_NO_FATAL_FAILURE(CreateMany(3, &made));
+  env_.fail_sync = true;  // a state record's syncfs fails
+  EXPECT_FALSE(AppendOne(made[0].qid, 2).ok());
+  env_.fail_sync = false;
+  Zero(made[1].path);  // what that failed write-back lost
+  int syncfs_before = env_.fs_syncs.load();
+  ASSERT_TRUE(AppendOne(made[2].qid, 3).ok());  // a syncfs that succeeds
+  // One syncfs, the files written again, a second syncfs, the checkpoint.
+  EXPECT_EQ(env_.fs_syncs.load() - syncfs_before, 2);
+  for (const auto& m : made) ASSERT_TRUE(ReadQueueFile(m.path).ok()) << m.qid;
+  auto file = ReadQueueFile(made[2].path);
+  EXPECT_EQ(file->state.attempts(), 3u);  // the appended state stays
+  ReopenAndExpectIntact(made);
+}
+
+// The same when the failed syncfs was a full journal's side checkpoint and
+// the next one is a state record's.
+TEST_F(JournaledSpoolTest, FailedSideCheckpointIsNotFollowedByALoss) {
+  OpenStore();
+  env_.hold_syncfs = true;
+  env_.fail_held_syncfs = true;
+  std::vector<SpoolStore::Created> made;
+  ASSERT_NO_FATAL_FAILURE(FillUntilACheckpointBegins(&made));
+  env_.syncfs_released = true;
+  RunUntil([&] { return env_.held_syncfs_done.load() == 1; });
+  env_.hold_syncfs = false;
+  env_.fail_held_syncfs = false;
+  Zero(made[1].path);
+  ASSERT_TRUE(AppendOne(made[0].qid, 2).ok());
+  for (const auto& m : made) ASSERT_TRUE(ReadQueueFile(m.path).ok()) << m.qid;
+  ReopenAndExpectIntact(made);
+}
+
+// And a full journal is not checkpointed beside the commits after a failed
+// syncfs: its batch goes through a syncfs that writes the files again first.
+TEST_F(JournaledSpoolTest, NoSideCheckpointAfterAFailedSyncfs) {
+  OpenStore();
+  std::vector<SpoolStore::Created> made;
+  ASSERT_NO_FATAL_FAILURE(CreateMany(3, &made));
+  env_.fail_sync = true;
+  EXPECT_FALSE(AppendOne(made[0].qid, 2).ok());
+  env_.fail_sync = false;
+  Zero(made[1].path);
+  ASSERT_NO_FATAL_FAILURE(FillUntilACheckpointBegins(&made));
+  EXPECT_EQ(store_->stats().side_checkpoints, 0u);
+  for (const auto& m : made) ASSERT_TRUE(ReadQueueFile(m.path).ok()) << m.qid;
+  ReopenAndExpectIntact(made);
+}
+
 // The first checkpoint fills each journal file with zeros to its size (so
 // no commit extends it); on a disk too full for that the store opens anyway
 // and its journal grows as it fills.
