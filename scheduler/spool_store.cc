@@ -974,10 +974,22 @@ void FileSpoolStore::WriteRemovals(GroupCommitStats* stats, bool sync) {
     for (const std::string& qid : removed_) journal->AddRemove(qid);
     for (const std::string& qid : cancelled_) journal->AddCancel(qid);
     status = sync ? journal->Commit() : journal->Write();
+    if (!status.ok() && sync) {
+      // The refused creates' records would come back after a crash: a
+      // syncfs and a checkpoint void them instead (their files are gone).
+      LOG(WARNING) << "spool journal: " << status.message()
+                   << "; voiding the refused creates with a checkpoint";
+      status = SyncAll(stats);
+    }
   }
   removed_.clear();
   cancelled_.clear();
-  if (!status.ok()) LOG(WARNING) << "spool journal: " << status.message();
+  if (!status.ok())
+    LOG(WARNING) << "spool journal: " << status.message()
+                 << (sync ? "; a crash before the next checkpoint may bring "
+                            "back a refused message (delivered although its "
+                            "client was told to try again)"
+                          : "");
 }
 
 }  // namespace mailfarm::scheduler

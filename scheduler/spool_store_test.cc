@@ -34,6 +34,18 @@ class FaultEnv : public SpoolEnv {
   std::atomic<int> held_syncfs_done{0};
   // Journal writes (WriteAt) to this path fail; set while the store is idle.
   std::string fail_journal_writes_to;
+  // The journal writes (WriteAt) numbered from fail_journal_writes_from
+  // through ..._through fail, counting from 1 in journal_write_calls (0:
+  // none).
+  std::atomic<int> fail_journal_writes_from{0};
+  std::atomic<int> fail_journal_writes_through{0};
+  std::atomic<int> journal_write_calls{0};
+  // The next this many syncfs calls fail.
+  std::atomic<int> syncfs_failures_left{0};
+  // Set by the test: a syncfs that succeeds counts in
+  // synced_with_a_queue_file when a regular file is under this directory.
+  std::string watch_queue_dir;
+  std::atomic<int> synced_with_a_queue_file{0};
   // Journal writes reaching past this offset fail with ENOSPC (0: none do).
   std::atomic<uint64_t> no_space_past{0};
   // Queue files only (the journal's WriteAt is not affected): fail with
@@ -90,6 +102,9 @@ class FaultEnv : public SpoolEnv {
   }
   farm::Status WriteAt(int fd, std::string_view data, uint64_t offset,
                        const std::string& p) override {
+    int call = ++journal_write_calls;
+    if (call >= fail_journal_writes_from && call <= fail_journal_writes_through)
+      return farm::Status::FromErrno("write " + p, EIO);
     if (no_space) return farm::Status::FromErrno("write " + p, ENOSPC);
     if (p == fail_journal_writes_to)
       return farm::Status::FromErrno("write " + p, EIO);
@@ -121,6 +136,19 @@ class FaultEnv : public SpoolEnv {
       if (fail) return farm::Status::FromErrno("syncfs " + p, EIO);
     }
     if (fail_sync) return farm::Status::FromErrno("syncfs " + p, EIO);
+    if (syncfs_failures_left > 0) {
+      --syncfs_failures_left;
+      return farm::Status::FromErrno("syncfs " + p, EIO);
+    }
+    if (!watch_queue_dir.empty()) {
+      for (auto& e :
+           std::filesystem::recursive_directory_iterator(watch_queue_dir)) {
+        if (e.is_regular_file()) {
+          ++synced_with_a_queue_file;
+          break;
+        }
+      }
+    }
     return real()->SyncFilesystem(fd, p);
   }
   farm::Status Sync(int fd, const std::string& p) override {
@@ -895,6 +923,53 @@ TEST_F(JournaledSpoolTest, RefusedCreateIsUndoneDurably) {
   // The batch's journal commit, then the removal record's.
   EXPECT_EQ(env_.data_syncs.load() - syncs, 2);
   env_.no_space_for_files = false;
+}
+
+// The removal record undoing a refused create fails to be written: a
+// checkpoint voids the create's record instead, so a crash right after the
+// refusal (the journals as they are then) does not bring the message back.
+TEST_F(JournaledSpoolTest, RefusalWhoseRecordFailsIsVoidedByACheckpoint) {
+  OpenStore();
+  int syncfs_before = env_.fs_syncs.load();
+  env_.no_space_for_files = true;
+  // The batch's journal commit is the next journal write, the removal
+  // record's the one after it.
+  env_.fail_journal_writes_from = env_.journal_write_calls.load() + 2;
+  env_.fail_journal_writes_through = env_.fail_journal_writes_from.load();
+  auto failed = CreateOne("Subject: refused\r\n\r\nbody\r\n");
+  ASSERT_FALSE(failed.ok());
+  env_.no_space_for_files = false;
+  EXPECT_EQ(env_.fs_syncs.load() - syncfs_before, 1);
+  for (const std::string& path : JournalPair::Paths(spool_))
+    std::filesystem::copy_file(path, path + ".crash");
+  store_.reset();
+  for (const std::string& path : JournalPair::Paths(spool_))
+    std::filesystem::rename(path + ".crash", path);
+  OpenStore();
+  EXPECT_EQ(store_->stats().restored, 0u);
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
+}
+
+// A create whose journal write and then syncfs failed was renamed into
+// queue/ already; its file goes before the syncfs that then voids its
+// record (the failed journal write leaves no room for a removal record), or
+// that syncfs would make a refused message a durable job.
+TEST_F(JournaledSpoolTest, RefusedFileIsGoneBeforeTheSyncThatVoidsItsCreate) {
+  OpenStore();
+  int syncfs_before = env_.fs_syncs.load();
+  env_.watch_queue_dir = spool_ + "/queue";
+  env_.fail_journal_writes_from = env_.journal_write_calls.load() + 1;
+  env_.fail_journal_writes_through = env_.fail_journal_writes_from.load();
+  env_.syncfs_failures_left = 1;
+  auto failed = CreateOne("Subject: refused\r\n\r\nbody\r\n");
+  ASSERT_FALSE(failed.ok());
+  // The batch's syncfs that failed, then the one voiding the record.
+  EXPECT_GE(env_.fs_syncs.load() - syncfs_before, 2);
+  EXPECT_EQ(env_.synced_with_a_queue_file.load(), 0);
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
+  env_.watch_queue_dir.clear();
+  Reopen();
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
 }
 
 TEST_F(JournaledSpoolTest, AcknowledgedFileLostInACrashIsRestoredAtOpen) {
