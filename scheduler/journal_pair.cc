@@ -28,7 +28,8 @@ farm::StatusOr<std::unique_ptr<JournalPair>> JournalPair::Open(
   }
   std::unique_ptr<JournalPair> pair(new JournalPair(
       env, spool_dir, std::move(*sync_fd), std::move(journals)));
-  *entries = pair->InOrder(std::move(found));
+  *entries = InOrder(std::move(found), {pair->journals_[0]->sequence(),
+                                        pair->journals_[1]->sequence()});
   *newest_qid = std::max(pair->journals_[0]->newest_qid(),
                          pair->journals_[1]->newest_qid());
   for (const auto& e : *entries) {
@@ -41,8 +42,9 @@ farm::StatusOr<std::unique_ptr<JournalPair>> JournalPair::Open(
 }
 
 std::vector<SpoolJournal::Entry> JournalPair::InOrder(
-    std::array<std::vector<SpoolJournal::Entry>, 2> found) const {
-  int older = journals_[0]->sequence() <= journals_[1]->sequence() ? 0 : 1;
+    std::array<std::vector<SpoolJournal::Entry>, 2> found,
+    std::array<uint64_t, 2> sequences) {
+  int older = sequences[0] <= sequences[1] ? 0 : 1;
   std::vector<SpoolJournal::Entry> entries = std::move(found[older]);
   for (auto& e : found[1 - older]) entries.push_back(std::move(e));
   return entries;
@@ -51,12 +53,13 @@ std::vector<SpoolJournal::Entry> JournalPair::InOrder(
 farm::StatusOr<std::vector<SpoolJournal::Entry>> JournalPair::ReadEntries() {
   (void)WaitForCheckpoint();
   std::array<std::vector<SpoolJournal::Entry>, 2> found;
+  std::array<uint64_t, 2> sequences{};
   for (int i = 0; i < 2; ++i) {
-    auto read = journals_[i]->ReadEntries();
+    auto read = journals_[i]->ReadEntries(&sequences[i]);
     if (!read.ok()) return read.status();
     found[i] = std::move(*read);
   }
-  return InOrder(std::move(found));
+  return InOrder(std::move(found), sequences);
 }
 
 void JournalPair::NoteFailedSync() { rewrite_needed_ = true; }

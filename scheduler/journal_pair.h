@@ -95,9 +95,11 @@ class JournalPair {
   // Waits for the side thread's checkpoint, if one was started; false when
   // it failed (the journal it was for then keeps its records).
   bool WaitForCheckpoint();
-  // Both files' records, the one with the older checkpoint first.
-  std::vector<SpoolJournal::Entry> InOrder(
-      std::array<std::vector<SpoolJournal::Entry>, 2> found) const;
+  // Both files' records, the one with the older checkpoint (the lower of
+  // `sequences`, as the files hold them) first.
+  static std::vector<SpoolJournal::Entry> InOrder(
+      std::array<std::vector<SpoolJournal::Entry>, 2> found,
+      std::array<uint64_t, 2> sequences);
 
   SpoolEnv* env_;
   std::string spool_dir_;

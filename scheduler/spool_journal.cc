@@ -126,10 +126,13 @@ farm::StatusOr<std::unique_ptr<SpoolJournal>> SpoolJournal::Open(
   return journal;
 }
 
-farm::StatusOr<std::vector<SpoolJournal::Entry>> SpoolJournal::ReadEntries() {
+farm::StatusOr<std::vector<SpoolJournal::Entry>> SpoolJournal::ReadEntries(
+    uint64_t* sequence) {
   auto data = ReadWholeFile(fd_.get(), path_);
   if (!data.ok()) return data.status();
-  return Parse(*data).entries;
+  Contents found = Parse(*data);
+  *sequence = found.sequence;
+  return std::move(found.entries);
 }
 
 SpoolJournal::SpoolJournal(SpoolEnv* env, std::string path, farm::UniqueFd fd,

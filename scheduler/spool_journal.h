@@ -86,8 +86,10 @@ class SpoolJournal {
   // Holds nothing but its checkpoint (and can take records).
   bool Empty() const;
   // The records on disk since the last checkpoint, as Open would find them
-  // now (for rewriting the files they cover after a failed syncfs).
-  farm::StatusOr<std::vector<Entry>> ReadEntries();
+  // now (for rewriting the files they cover after a failed syncfs), and in
+  // `sequence` that checkpoint's sequence number as the disk holds it (a
+  // failed Checkpoint's is not).
+  farm::StatusOr<std::vector<Entry>> ReadEntries(uint64_t* sequence);
 
   // Empties the file and syncs that, so that it holds nothing to recover even
   // if its removal that follows is lost (the journal being turned off).

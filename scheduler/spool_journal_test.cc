@@ -73,26 +73,29 @@ TEST_F(SpoolJournalTest, CommittedRecordsAreFoundInOrder) {
 }
 
 // ReadEntries finds, in the open journal, what an open would: written
-// records, not pending ones; after a failed write, what is on disk.
+// records, not pending ones, and the sequence of the checkpoint on disk.
 TEST_F(SpoolJournalTest, ReadEntriesFindsWhatAnOpenWould) {
   std::vector<SpoolJournal::Entry> found;
   auto journal = Open(&found);
   journal->AddCreate("01a2341dd5520000", "HEAD", "body one");
   ASSERT_TRUE(journal->Commit().ok());
   journal->AddRemove("01a2341dd5520000");  // pending, not written
-  auto entries = journal->ReadEntries();
+  uint64_t sequence = 0;
+  auto entries = journal->ReadEntries(&sequence);
   ASSERT_TRUE(entries.ok()) << entries.status().message();
+  EXPECT_EQ(sequence, 1u);
   ASSERT_EQ(entries->size(), 1u);
   EXPECT_EQ((*entries)[0].kind, SpoolJournal::Kind::kCreate);
   EXPECT_EQ((*entries)[0].data, "HEADbody one");
   ASSERT_TRUE(journal->Write().ok());
-  entries = journal->ReadEntries();
+  entries = journal->ReadEntries(&sequence);
   ASSERT_TRUE(entries.ok());
   EXPECT_EQ(entries->size(), 2u);
   ASSERT_TRUE(journal->Checkpoint(2, "").ok());
-  entries = journal->ReadEntries();
+  entries = journal->ReadEntries(&sequence);
   ASSERT_TRUE(entries.ok());
   EXPECT_TRUE(entries->empty());
+  EXPECT_EQ(sequence, 2u);
 }
 
 // The checkpoint's sequence number and newest queue id are read back at

@@ -888,7 +888,8 @@ bool FileSpoolStore::FinishJournalCommit(
 // those jobs back), and a checkpoint follows: after any syncfs the journal
 // covers only files no syncfs has seen, so recovery may rewrite them whole.
 // A failed checkpoint fails the sync.
-farm::Status FileSpoolStore::SyncAll(GroupCommitStats* stats) {
+farm::Status FileSpoolStore::SyncAll(GroupCommitStats* stats,
+                                     bool retry_reported) {
   // (A journal whose last write failed has no generation: nothing of it is
   // read again once the checkpoint below succeeds.)
   SpoolJournal* journal = journals_ != nullptr ? journals_->current() : nullptr;
@@ -900,7 +901,14 @@ farm::Status FileSpoolStore::SyncAll(GroupCommitStats* stats) {
   if (journals_ == nullptr) return synced;
   if (!synced.ok()) {
     journals_->NoteFailedSync();
-    return synced;
+    if (!retry_reported) return synced;
+    // syncfs reports a write-back error once per open file, one that the
+    // journal's fdatasync has reported already too; a second call reports
+    // only the errors since the first. What the journals cover is written
+    // again below, and the caller's own writes do not depend on this sync.
+    ++stats->fs_syncs;
+    synced = env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir);
+    if (!synced.ok()) return synced;
   }
   bool rewritten = false;
   if (journals_->RewriteNeeded()) {
@@ -968,7 +976,7 @@ void FileSpoolStore::WriteRemovals(GroupCommitStats* stats, bool sync) {
   farm::Status status;
   if (!RoomInJournal(0, removed_.size() + cancelled_.size())) {
     // Makes the removals durable without records, and voids the creates.
-    status = SyncAll(stats);
+    status = SyncAll(stats, /*retry_reported=*/true);
   } else {
     SpoolJournal* journal = journals_->current();
     for (const std::string& qid : removed_) journal->AddRemove(qid);
@@ -979,11 +987,15 @@ void FileSpoolStore::WriteRemovals(GroupCommitStats* stats, bool sync) {
       // syncfs and a checkpoint void them instead (their files are gone).
       LOG(WARNING) << "spool journal: " << status.message()
                    << "; voiding the refused creates with a checkpoint";
-      status = SyncAll(stats);
+      status = SyncAll(stats, /*retry_reported=*/true);
     }
   }
   removed_.clear();
-  cancelled_.clear();
+  // A cancel neither recorded nor voided by a checkpoint is kept for the
+  // next commit: RewriteJournaledFiles must go on leaving that name's file
+  // (another job's) alone. (A cancel recorded twice does no harm: no
+  // create of the other job is in the journal.)
+  if (status.ok()) cancelled_.clear();
   if (!status.ok())
     LOG(WARNING) << "spool journal: " << status.message()
                  << (sync ? "; a crash before the next checkpoint may bring "

@@ -204,7 +204,10 @@ class FileSpoolStore : public SpoolStore {
   bool RoomInJournal(size_t file_bytes, size_t count);
   bool FinishJournalCommit(std::vector<std::unique_ptr<Op>>& batch,
                            GroupCommitStats* stats);
-  farm::Status SyncAll(GroupCommitStats* stats);
+  // retry_reported: the caller's own writes are done with (removal records,
+  // the voiding of refused creates), so a failed syncfs is called once more
+  // (see the definition).
+  farm::Status SyncAll(GroupCommitStats* stats, bool retry_reported = false);
   void WriteRemovals(GroupCommitStats* stats, bool sync = false);
   void SyncBatch(std::vector<std::unique_ptr<Op>>& batch, size_t writes,
                  GroupCommitStats* stats);

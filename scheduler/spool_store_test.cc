@@ -42,6 +42,11 @@ class FaultEnv : public SpoolEnv {
   std::atomic<int> journal_write_calls{0};
   // The next this many syncfs calls fail.
   std::atomic<int> syncfs_failures_left{0};
+  // The fdatasync with this number fails, counting from 1 in data_sync_calls
+  // (0: none); like a real write-back error, the next syncfs reports it too
+  // (Linux records it for the file system as well as for the file).
+  std::atomic<int> fail_data_sync_number{0};
+  std::atomic<int> data_sync_calls{0};
   // Set by the test: a syncfs that succeeds counts in
   // synced_with_a_queue_file when a regular file is under this directory.
   std::string watch_queue_dir;
@@ -124,6 +129,10 @@ class FaultEnv : public SpoolEnv {
     ++data_syncs;
     Watch();
     if (fail_sync) return farm::Status::FromErrno("fdatasync " + p, EIO);
+    if (++data_sync_calls == fail_data_sync_number) {
+      ++syncfs_failures_left;
+      return farm::Status::FromErrno("fdatasync " + p, EIO);
+    }
     return real()->DataSync(fd, p);
   }
   farm::Status SyncFilesystem(int fd, const std::string& p) override {
@@ -914,6 +923,27 @@ TEST_F(JournaledSpoolTest, CreateWhoseNameIsTakenLeavesThatFileAlone) {
 
 // The removal record that undoes a refused create is synced before the
 // refusal is reported: a power cut then cannot keep the create and lose it.
+// The same when the cancel record cannot be written and the syncfs that
+// would void the create fails too: the files rewritten after that failed
+// syncfs (at the stop here) still leave the other file alone.
+TEST_F(JournaledSpoolTest, UnrecordedCancelStillLeavesThatFileAlone) {
+  farm::FakeClock clock;
+  clock_ = &clock;
+  OpenStore();
+  QueueIdGenerator same;
+  std::string foreign = store_->PathOf(same.Next(clock.NowUnixMs()));
+  { std::ofstream(foreign, std::ios::binary) << "not this store's"; }
+  // The batch's journal commit succeeds, the cancel record's write fails,
+  // and both syncfs calls after it.
+  env_.fail_journal_writes_from = env_.journal_write_calls.load() + 2;
+  env_.fail_journal_writes_through = env_.fail_journal_writes_from.load();
+  env_.syncfs_failures_left = 2;
+  ASSERT_FALSE(CreateOne("Subject: other\r\n\r\nsecond\r\n").ok());
+  EXPECT_EQ(env_.syncfs_failures_left.load(), 0);
+  Reopen();
+  EXPECT_EQ(ReadWhole(foreign), "not this store's");
+}
+
 TEST_F(JournaledSpoolTest, RefusedCreateIsUndoneDurably) {
   OpenStore();
   int syncs = env_.data_syncs.load();
@@ -925,29 +955,54 @@ TEST_F(JournaledSpoolTest, RefusedCreateIsUndoneDurably) {
   env_.no_space_for_files = false;
 }
 
-// The removal record undoing a refused create fails to be written: a
-// checkpoint voids the create's record instead, so a crash right after the
-// refusal (the journals as they are then) does not bring the message back.
-TEST_F(JournaledSpoolTest, RefusalWhoseRecordFailsIsVoidedByACheckpoint) {
+// The removal record undoing a refused create fails to be written, or to be
+// synced: a checkpoint voids the create's record instead, so a crash right
+// after the refusal (the journals as they are then) does not bring the
+// message back.
+class RefusalRecordTest : public JournaledSpoolTest {
+ protected:
+  void RefuseThenCrashAndReopen() {
+    env_.no_space_for_files = true;
+    auto failed = CreateOne("Subject: refused\r\n\r\nbody\r\n");
+    ASSERT_FALSE(failed.ok());
+    env_.no_space_for_files = false;
+    // Voided: neither file holds a record (the test cannot lose the page
+    // cache's copy of a record whose fdatasync failed, so this is checked
+    // besides the crash below).
+    for (const std::string& path : JournalPair::Paths(spool_)) {
+      std::filesystem::copy_file(path, path + ".crash");
+      std::vector<SpoolJournal::Entry> records;
+      ASSERT_TRUE(SpoolJournal::Open(PosixSpoolEnv(), path + ".crash", 1 << 20,
+                                     &records)
+                      .ok());
+      EXPECT_TRUE(records.empty()) << path;
+    }
+    store_.reset();
+    for (const std::string& path : JournalPair::Paths(spool_))
+      std::filesystem::rename(path + ".crash", path);
+    OpenStore();
+    EXPECT_EQ(store_->stats().restored, 0u);
+    EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
+  }
+};
+
+TEST_F(RefusalRecordTest, WriteFailsAndACheckpointVoidsTheCreate) {
   OpenStore();
   int syncfs_before = env_.fs_syncs.load();
-  env_.no_space_for_files = true;
   // The batch's journal commit is the next journal write, the removal
   // record's the one after it.
   env_.fail_journal_writes_from = env_.journal_write_calls.load() + 2;
   env_.fail_journal_writes_through = env_.fail_journal_writes_from.load();
-  auto failed = CreateOne("Subject: refused\r\n\r\nbody\r\n");
-  ASSERT_FALSE(failed.ok());
-  env_.no_space_for_files = false;
-  EXPECT_EQ(env_.fs_syncs.load() - syncfs_before, 1);
-  for (const std::string& path : JournalPair::Paths(spool_))
-    std::filesystem::copy_file(path, path + ".crash");
-  store_.reset();
-  for (const std::string& path : JournalPair::Paths(spool_))
-    std::filesystem::rename(path + ".crash", path);
+  ASSERT_NO_FATAL_FAILURE(RefuseThenCrashAndReopen());
+  EXPECT_GE(env_.fs_syncs.load() - syncfs_before, 1);
+}
+
+// Its fdatasync fails; the syncfs after it reports that error again, and is
+// called once more.
+TEST_F(RefusalRecordTest, SyncFailsAndACheckpointVoidsTheCreate) {
   OpenStore();
-  EXPECT_EQ(store_->stats().restored, 0u);
-  EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
+  env_.fail_data_sync_number = env_.data_sync_calls.load() + 2;
+  ASSERT_NO_FATAL_FAILURE(RefuseThenCrashAndReopen());
 }
 
 // A create whose journal write and then syncfs failed was renamed into
