@@ -87,8 +87,10 @@ class SpoolJournal {
   bool Empty() const;
   // The records on disk since the last checkpoint, as Open would find them
   // now (for rewriting the files they cover after a failed syncfs), and in
-  // `sequence` that checkpoint's sequence number as the disk holds it (a
-  // failed Checkpoint's is not).
+  // `sequence` that checkpoint's sequence number as the file holds it (not a
+  // Checkpoint's whose write failed). Read through the page cache: a
+  // checkpoint written but not synced reads as done, which only a syncfs
+  // that succeeded (and the rewrite) can have preceded.
   farm::StatusOr<std::vector<Entry>> ReadEntries(uint64_t* sequence);
 
   // Empties the file and syncs that, so that it holds nothing to recover even

@@ -337,7 +337,9 @@ void FileSpoolStore::Shutdown() {
   // takes it now) makes sure they are never read.
   if (committed && journals_ != nullptr && journals_->Damaged()) {
     GroupCommitStats ignored;
-    farm::Status status = SyncAll(&ignored);
+    // Nothing waits on this sync: a failed syncfs reporting an error
+    // already reported elsewhere is called once more.
+    farm::Status status = SyncAll(&ignored, /*retry_reported=*/true);
     if (!status.ok())
       LOG(WARNING) << "spool journal: checkpoint at stop: " << status.message();
   }
@@ -972,6 +974,9 @@ bool FileSpoolStore::RoomInJournal(size_t file_bytes, size_t count) {
 // is not synced: a later commit or the kernel's write-back carries them.
 // `sync`: the records undo creates being refused, which must not come back.
 void FileSpoolStore::WriteRemovals(GroupCommitStats* stats, bool sync) {
+  // A cancel is always synced, kept ones from an earlier batch too: lost, it
+  // would let recovery write a refused create over another job's file.
+  sync = sync || !cancelled_.empty();
   // The room first: a switch makes the other journal the one to write to.
   farm::Status status;
   if (!RoomInJournal(0, removed_.size() + cancelled_.size())) {
@@ -998,10 +1003,14 @@ void FileSpoolStore::WriteRemovals(GroupCommitStats* stats, bool sync) {
   if (status.ok()) cancelled_.clear();
   if (!status.ok())
     LOG(WARNING) << "spool journal: " << status.message()
-                 << (sync ? "; a crash before the next checkpoint may bring "
-                            "back a refused message (delivered although its "
-                            "client was told to try again)"
-                          : "");
+                 << (!cancelled_.empty()
+                         ? "; a crash before the next checkpoint may let "
+                           "recovery write a refused message over the file "
+                           "of the job that has its queue id"
+                     : sync ? "; a crash before the next checkpoint may bring "
+                              "back a refused message (delivered although its "
+                              "client was told to try again)"
+                            : "");
 }
 
 }  // namespace mailfarm::scheduler
