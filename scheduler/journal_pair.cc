@@ -85,9 +85,8 @@ bool JournalPair::WaitForCheckpoint() {
   farm::Status status = side_.Wait();
   int other = 1 - current_;
   failed_[other] = !status.ok();
-  // Its syncfs may be what failed: see NoteFailedSync.
-  if (!status.ok()) rewrite_needed_ = true;
   if (!status.ok()) {
+    rewrite_needed_ = true;  // its syncfs may be what failed: NoteFailedSync
     LOG(WARNING) << "spool journal: checkpoint of " << Paths(spool_dir_)[other]
                  << " failed: " << status.message()
                  << "; the next batch is made durable with syncfs";

@@ -897,9 +897,11 @@ farm::Status FileSpoolStore::SyncAll(GroupCommitStats* stats,
   SpoolJournal* journal = journals_ != nullptr ? journals_->current() : nullptr;
   if (journal != nullptr && journal->HasPending() && journal->generation() != 0)
     (void)journal->Write();
-  ++stats->fs_syncs;
-  farm::Status synced =
-      env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir);
+  auto sync_filesystem = [&] {
+    ++stats->fs_syncs;
+    return env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir);
+  };
+  farm::Status synced = sync_filesystem();
   if (journals_ == nullptr) return synced;
   if (!synced.ok()) {
     journals_->NoteFailedSync();
@@ -908,15 +910,13 @@ farm::Status FileSpoolStore::SyncAll(GroupCommitStats* stats,
     // journal's fdatasync has reported already too; a second call reports
     // only the errors since the first. What the journals cover is written
     // again below, and the caller's own writes do not depend on this sync.
-    ++stats->fs_syncs;
-    synced = env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir);
+    synced = sync_filesystem();
     if (!synced.ok()) return synced;
   }
   bool rewritten = false;
   if (journals_->RewriteNeeded()) {
     MAILFARM_RETURN_IF_ERROR(RewriteJournaledFiles());
-    ++stats->fs_syncs;
-    synced = env_->SyncFilesystem(lock_fd_.get(), options_.spool_dir);
+    synced = sync_filesystem();
     if (!synced.ok()) return synced;  // and the rewrite is still needed
     rewritten = true;
   }
@@ -944,7 +944,7 @@ farm::Status FileSpoolStore::RewriteJournaledFiles() {
     std::string path = PathOf(std::string(qid));
     auto fd = env_->OpenRewrite(path);
     if (!fd.ok()) {
-      if (::access(path.c_str(), F_OK) != 0 && errno == ENOENT)
+      if (fd.status().code() == farm::Status::Code::kNotFound)
         continue;  // removed since (its removal record not yet written)
       return fd.status();
     }
@@ -1000,17 +1000,21 @@ void FileSpoolStore::WriteRemovals(GroupCommitStats* stats, bool sync) {
   // next commit: RewriteJournaledFiles must go on leaving that name's file
   // (another job's) alone. (A cancel recorded twice does no harm: no
   // create of the other job is in the journal.)
-  if (status.ok()) cancelled_.clear();
-  if (!status.ok())
-    LOG(WARNING) << "spool journal: " << status.message()
-                 << (!cancelled_.empty()
-                         ? "; a crash before the next checkpoint may let "
-                           "recovery write a refused message over the file "
-                           "of the job that has its queue id"
-                     : sync ? "; a crash before the next checkpoint may bring "
-                              "back a refused message (delivered although its "
-                              "client was told to try again)"
-                            : "");
+  if (status.ok()) {
+    cancelled_.clear();
+    return;
+  }
+  const char* risk = "";
+  if (!cancelled_.empty()) {
+    risk =
+        "; a crash before the next checkpoint may let recovery write a "
+        "refused message over the file of the job that has its queue id";
+  } else if (sync) {
+    risk =
+        "; a crash before the next checkpoint may bring back a refused "
+        "message (delivered although its client was told to try again)";
+  }
+  LOG(WARNING) << "spool journal: " << status.message() << risk;
 }
 
 }  // namespace mailfarm::scheduler

@@ -42,11 +42,10 @@ class FaultEnv : public SpoolEnv {
   std::atomic<int> journal_write_calls{0};
   // The next this many syncfs calls fail.
   std::atomic<int> syncfs_failures_left{0};
-  // The fdatasync with this number fails, counting from 1 in data_sync_calls
+  // The fdatasync with this number fails, counting from 1 in data_syncs
   // (0: none); like a real write-back error, the next syncfs reports it too
   // (Linux records it for the file system as well as for the file).
   std::atomic<int> fail_data_sync_number{0};
-  std::atomic<int> data_sync_calls{0};
   // Set by the test: a syncfs that succeeds counts in
   // synced_with_a_queue_file when a regular file is under this directory.
   std::string watch_queue_dir;
@@ -129,7 +128,7 @@ class FaultEnv : public SpoolEnv {
     ++data_syncs;
     Watch();
     if (fail_sync) return farm::Status::FromErrno("fdatasync " + p, EIO);
-    if (++data_sync_calls == fail_data_sync_number) {
+    if (data_syncs == fail_data_sync_number) {
       ++syncfs_failures_left;
       return farm::Status::FromErrno("fdatasync " + p, EIO);
     }
@@ -1001,7 +1000,7 @@ TEST_F(RefusalRecordTest, WriteFailsAndACheckpointVoidsTheCreate) {
 // called once more.
 TEST_F(RefusalRecordTest, SyncFailsAndACheckpointVoidsTheCreate) {
   OpenStore();
-  env_.fail_data_sync_number = env_.data_sync_calls.load() + 2;
+  env_.fail_data_sync_number = env_.data_syncs.load() + 2;
   ASSERT_NO_FATAL_FAILURE(RefuseThenCrashAndReopen());
 }
 
