@@ -57,6 +57,7 @@ void ResolveAllPaths(Config* c) {
   if (!paths->log_dir().empty())
     paths->set_log_dir(ResolvePath(paths->log_dir()));
   if (paths->has_bin_dir()) ResolveInPlace(paths->mutable_bin_dir());
+  if (paths->has_pid_file()) ResolveInPlace(paths->mutable_pid_file());
   if (c->routing().has_aliases_file())
     ResolveInPlace(c->mutable_routing()->mutable_aliases_file());
   if (c->smtpd().has_tls_cert_file())
@@ -258,6 +259,13 @@ std::string SpoolDir(const Config& config) {
   return config.paths().spool_dir();
 }
 std::string RunDir(const Config& config) { return config.paths().run_dir(); }
+
+std::string PidFilePath(const Config& config) {
+  if (!config.paths().pid_file().empty()) return config.paths().pid_file();
+  std::string run_dir = RunDir(config);
+  while (run_dir.size() > 1 && run_dir.back() == '/') run_dir.pop_back();
+  return run_dir + ".pid";
+}
 
 std::string Hostname(const Config& config) {
   if (config.has_hostname() && !config.hostname().empty())

@@ -47,6 +47,9 @@ std::string ResolvePath(const std::string& path);
 
 std::string SpoolDir(const Config& config);
 std::string RunDir(const Config& config);
+// mailfarmd's pid file: paths.pid_file, else run_dir + ".pid" (beside run_dir,
+// in its parent, which the service account cannot write).
+std::string PidFilePath(const Config& config);
 std::string Hostname(const Config& config);  // config.hostname or gethostname()
 
 // Socket and scoreboard of a farm ("router", "filter", "transport-smtp",

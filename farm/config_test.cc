@@ -74,6 +74,21 @@ TEST(ConfigTest, RelativePathsBecomeAbsoluteAndDerivedPathsAgree) {
   EXPECT_EQ(FarmSocketPath(*config, "router"),
             std::string(cwd) + "/var/run/router.sock");
   EXPECT_EQ(TransportFarmName("smtp"), "transport-smtp");
+  // The pid file sits beside run_dir, not in it (the service account's).
+  EXPECT_EQ(PidFilePath(*config), std::string(cwd) + "/var/run.pid");
+  ::unlink(path.c_str());
+}
+
+TEST(ConfigTest, PidFileIsConfigurable) {
+  std::string path = WriteTemp(
+      "paths { run_dir: \"/run/mailfarm/\" pid_file: \"x/mailfarmd.pid\" }\n");
+  auto config = LoadConfig(path);
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  char cwd[4096];
+  ASSERT_NE(::getcwd(cwd, sizeof(cwd)), nullptr);
+  EXPECT_EQ(PidFilePath(*config), std::string(cwd) + "/x/mailfarmd.pid");
+  config->mutable_paths()->clear_pid_file();
+  EXPECT_EQ(PidFilePath(*config), "/run/mailfarm.pid");
   ::unlink(path.c_str());
 }
 

@@ -17,10 +17,12 @@
 #include <optional>
 #include <vector>
 
+#include "farm/accept_throttle.h"
 #include "farm/clock.h"
 #include "farm/pool_policy.h"
 #include "farm/scoreboard.h"
 #include "farm/signal_fd.h"
+#include "farm/sockets.h"
 
 namespace farm {
 
@@ -345,17 +347,38 @@ void Manager::ChildMain(int slot_index, uint64_t generation) {
     ::_exit(1);
   }
   std::vector<pollfd> pfds;
-  for (const UniqueFd& fd : spec_.listeners)
+  std::vector<bool> unix_listener;
+  for (const UniqueFd& fd : spec_.listeners) {
     pfds.push_back({fd.get(), POLLIN, 0});
+    unix_listener.push_back(IsUnixSocket(fd.get()));
+  }
+  AcceptThrottle throttle(spec_.name + " child");
   SetState(slot, SlotState::kIdle);
   while (!ctx.ShouldExit()) {
     int n = ::poll(pfds.data(), pfds.size(), kChildPollMs);
     if (n <= 0 || ctx.ShouldExit()) continue;
-    for (const pollfd& p : pfds) {
+    for (size_t i = 0; i < pfds.size(); ++i) {
+      const pollfd& p = pfds[i];
       if (!(p.revents & POLLIN)) continue;
       // Listeners are non-blocking: when another child won the race, EAGAIN.
       int conn = ::accept4(p.fd, nullptr, nullptr, SOCK_CLOEXEC);
-      if (conn < 0) continue;
+      if (conn < 0) {
+        // Out of descriptors the listener stays readable: pause, or spin.
+        int err = errno;
+        if (AcceptThrottle::OutOfResources(err))
+          ::poll(nullptr, 0, throttle.Failed(err));
+        continue;
+      }
+      throttle.Succeeded();
+      // A farm socket serves the scheduler only: its mode is not the only
+      // guard against another local user.
+      Status peer = unix_listener[i] ? CheckPeerIsUs(conn) : Status::Ok();
+      if (!peer.ok()) {
+        LOG(WARNING) << spec_.name
+                     << ": refused a connection: " << peer.message();
+        ::close(conn);
+        continue;
+      }
       SetState(slot, SlotState::kConnected);
       handler->Serve(UniqueFd(conn), ctx);
       slot.job_started_ms.store(0);

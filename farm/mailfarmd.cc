@@ -14,6 +14,7 @@
 
 #include "farm/privileges.h"
 #include "farm/program.h"
+#include "farm/root_paths.h"
 #include "farm/supervisor.h"
 #include "farm/unique_fd.h"
 
@@ -75,37 +76,11 @@ PRIVILEGES
     it refuses. Started as an ordinary user it runs as that user.
 
 FILES
-    run_dir/mailfarmd.pid   pid file, locked while mailfarmd runs
+    run_dir.pid             pid file (paths.pid_file), locked while
+                            mailfarmd runs; as root, in a directory only
+                            root can write
     run_dir/*.sock          component sockets; spool_dir/ the queue
 )";
-
-// Creates `dir` and its parents; tightens the mode of the last component.
-bool MakeDir(const std::string& dir, mode_t mode) {
-  std::string partial;
-  size_t pos = 0;
-  while (pos != std::string::npos) {
-    pos = dir.find('/', pos + 1);
-    partial = dir.substr(0, pos);
-    if (partial.empty()) continue;
-    if (::mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) {
-      PLOG(ERROR) << "mkdir " << partial;
-      return false;
-    }
-  }
-  if (::chmod(dir.c_str(), mode) != 0) {
-    PLOG(ERROR) << "chmod " << dir;
-    return false;
-  }
-  return true;
-}
-
-bool Chown(const std::string& path, const farm::ServiceAccount& account) {
-  if (::chown(path.c_str(), account.uid, account.gid) != 0) {
-    PLOG(ERROR) << "chown " << path << " to " << account.user;
-    return false;
-  }
-  return true;
-}
 
 // The fixed directory above each local channel's mailbox template (var/mail/
 // for "var/mail/${user}/") must be writable by the service account, which will
@@ -120,27 +95,55 @@ void PrepareMailboxRoots(const farm::Config& config,
     std::string dir = fixed.substr(0, fixed.rfind('/'));
     struct stat st {};
     if (dir.empty() || ::stat(dir.c_str(), &st) == 0) continue;
-    if (MakeDir(dir, 0755)) Chown(dir, account);
+    farm::Status made = farm::PrepareDir(dir, 0755, account);
+    if (!made.ok()) LOG(ERROR) << "mailbox root: " << made.message();
   }
 }
 
-// Locks run_dir/mailfarmd.pid; a second instance on the same run dir refuses.
+// run_dir (0750; with an injection group, setgid and that group, as Postfix's
+// public/ is postdrop's: its members may reach inject.sock, nobody else gets
+// past the directory) and spool_dir (0700), owned by the service account.
+farm::Status PrepareRunAndSpool(
+    const farm::Config& config,
+    const std::optional<farm::ServiceAccount>& account) {
+  std::optional<farm::ServiceAccount> run_owner = account;
+  mode_t run_mode = 0750;
+  if (account) {
+    auto inject_gid = farm::LookupGroup(config.identity().inject_group());
+    if (inject_gid) {
+      run_owner->gid = *inject_gid;
+      run_mode = 02750;
+    }
+  }
+  MAILFARM_RETURN_IF_ERROR(
+      farm::PrepareDir(farm::RunDir(config), run_mode, run_owner));
+  return farm::PrepareDir(farm::SpoolDir(config), 0700, account);
+}
+
+// Opens and locks the pid file; a second instance on the same file refuses.
+// As root the file must sit in a directory only root can write: the service
+// account could otherwise put a link there to a file root would truncate.
 farm::UniqueFd LockPidFile(const std::string& path) {
-  farm::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-  if (!fd) {
-    PLOG(ERROR) << "open " << path;
+  std::string dir = path.substr(0, path.rfind('/'));
+  farm::Status safe = farm::MakeDirs(dir);
+  if (safe.ok() && ::geteuid() == 0) safe = farm::CheckRootOnlyDir(dir);
+  auto fd = safe.ok() ? farm::OpenPidFile(path)
+                      : farm::StatusOr<farm::UniqueFd>(safe);
+  if (!fd.ok()) {
+    std::fprintf(stderr, "mailfarmd: pid file %s: %s (see paths.pid_file)\n",
+                 path.c_str(), fd.status().message().c_str());
+    LOG(ERROR) << "pid file " << path << ": " << fd.status().message();
     std::exit(farm::kExitOsErr);
   }
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+  if (::flock(fd->get(), LOCK_EX | LOCK_NB) != 0) {
     char buf[32] = {0};
-    ssize_t n = ::pread(fd.get(), buf, sizeof(buf) - 1, 0);
+    ssize_t n = ::pread(fd->get(), buf, sizeof(buf) - 1, 0);
     std::string pid = n > 0 ? std::string(buf, strcspn(buf, "\n")) : "?";
-    std::fprintf(stderr,
-                 "mailfarmd: already running (pid %s) with run dir %s\n",
-                 pid.c_str(), path.substr(0, path.rfind('/')).c_str());
+    std::fprintf(stderr, "mailfarmd: already running (pid %s), pid file %s\n",
+                 pid.c_str(), path.c_str());
     std::exit(farm::kExitUnavailable);
   }
-  return fd;
+  return std::move(*fd);
 }
 
 void WritePid(int fd) {
@@ -189,29 +192,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mailfarmd: %s\n", account.status().message().c_str());
     return farm::kExitConfig;
   }
-  std::string run_dir = farm::RunDir(config);
-  std::string spool_dir = farm::SpoolDir(config);
-  if (!MakeDir(run_dir, 0750) || !MakeDir(spool_dir, 0700))
+  farm::Status prepared = PrepareRunAndSpool(config, *account);
+  if (!prepared.ok()) {
+    std::fprintf(stderr, "mailfarmd: %s\n", prepared.message().c_str());
     return farm::kExitOsErr;
-  if (*account) {
-    // run_dir's group is the injection group when there is one (as Postfix's
-    // public/ is postdrop's): its members may reach inject.sock, nobody else
-    // gets past the directory.
-    farm::ServiceAccount run_owner = **account;
-    auto inject_gid = farm::LookupGroup(config.identity().inject_group());
-    if (inject_gid) run_owner.gid = *inject_gid;
-    if (!Chown(run_dir, run_owner) || !Chown(spool_dir, **account)) {
-      return farm::kExitOsErr;
-    }
-    // setgid: inject.sock, made by the scheduler inside, takes the
-    // directory's group, so the injection group can use it (mode 0660)
-    // without the service user being a member of that group.
-    if (inject_gid && ::chmod(run_dir.c_str(), 02750) != 0) {
-      PLOG(ERROR) << "chmod " << run_dir;
-      return farm::kExitOsErr;
-    }
   }
-  farm::UniqueFd pid_file = LockPidFile(run_dir + "/mailfarmd.pid");
+  std::string run_dir = farm::RunDir(config);
+  std::string pid_path = farm::PidFilePath(config);
+  farm::UniqueFd pid_file = LockPidFile(pid_path);
   // Bind what may need root (port 25) before giving root up.
   auto listeners = farm::BindSmtpdListeners(config);
   if (!listeners.ok()) {
@@ -220,10 +208,13 @@ int main(int argc, char** argv) {
     return farm::kExitOsErr;
   }
   if (*account) {
-    if (!config.paths().log_dir().empty() &&
-        MakeDir(config.paths().log_dir(), 0750)) {
-      Chown(config.paths().log_dir(), **account);
-    }
+    // A log_dir root may not prepare (its parent is the service account's)
+    // is left to the service account, which creates it after the drop.
+    const std::string& log_dir = config.paths().log_dir();
+    farm::Status made = log_dir.empty()
+                            ? farm::Status::Ok()
+                            : farm::PrepareDir(log_dir, 0750, **account);
+    if (!made.ok()) LOG(WARNING) << "log_dir: " << made.message();
     PrepareMailboxRoots(config, **account);
     farm::Status dropped = farm::DropPrivileges(**account);
     if (!dropped.ok()) {
@@ -235,13 +226,18 @@ int main(int argc, char** argv) {
   }
   if (!FLAGS_foreground) {
     std::string log_dir = config.paths().log_dir();
-    if (log_dir.empty() || !MakeDir(log_dir, 0750)) log_dir = run_dir;
+    if (log_dir.empty() || !farm::PrepareDir(log_dir, 0750, {}).ok())
+      log_dir = run_dir;
     Daemonize(log_dir + "/mailfarm.log");
   }
   WritePid(pid_file.get());
   farm::Supervisor supervisor(std::move(config), config_path, bin_dir,
                               std::move(*plan), std::move(*listeners));
   int rc = supervisor.Run();
-  ::unlink((run_dir + "/mailfarmd.pid").c_str());
+  // As root's file in root's directory the pid file cannot be removed after
+  // the drop; emptied through the descriptor held since, it says "stopped".
+  if (::ftruncate(pid_file.get(), 0) != 0)
+    PLOG(WARNING) << "ftruncate " << pid_path;
+  ::unlink(pid_path.c_str());
   return rc;
 }

@@ -108,7 +108,21 @@ StatusOr<PeerCred> GetPeerCred(int fd) {
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0) {
     return Status::FromErrno("getsockopt(SO_PEERCRED)", errno);
   }
-  return PeerCred{uc.pid, uc.uid, uc.gid};
+  PeerCred cred{uc.pid, uc.uid, uc.gid, {}};
+  std::vector<gid_t> groups(64);
+  for (;;) {
+    socklen_t size = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &size) ==
+        0) {
+      groups.resize(size / sizeof(gid_t));
+      cred.groups = std::move(groups);
+      break;
+    }
+    // ERANGE: `size` now says how much room the list needs.
+    if (errno != ERANGE || size <= groups.size() * sizeof(gid_t)) break;
+    groups.resize(size / sizeof(gid_t));
+  }
+  return cred;
 }
 
 bool PeerAllowed(const PeerCred& cred, const std::vector<uid_t>& uids,
@@ -119,8 +133,27 @@ bool PeerAllowed(const PeerCred& cred, const std::vector<uid_t>& uids,
   }
   for (gid_t gid : gids) {
     if (gid == cred.gid) return true;
+    for (gid_t group : cred.groups)
+      if (group == gid) return true;
   }
   return false;
+}
+
+Status CheckPeerIsUs(int fd) {
+  auto cred = GetPeerCred(fd);
+  if (!cred.ok()) return cred.status();
+  if (cred->uid == 0 || cred->uid == ::geteuid()) return Status::Ok();
+  return Status::Invalid("peer uid " + std::to_string(cred->uid) + " (pid " +
+                         std::to_string(cred->pid) +
+                         ") is neither root nor uid " +
+                         std::to_string(::geteuid()));
+}
+
+bool IsUnixSocket(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  return ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 &&
+         addr.ss_family == AF_UNIX;
 }
 
 Status SetNonBlocking(int fd, bool non_blocking) {

@@ -31,14 +31,24 @@ struct PeerCred {
   pid_t pid = 0;
   uid_t uid = 0;
   gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups (SO_PEERGROUPS)
 };
-// SO_PEERCRED of a connected Unix socket.
+// SO_PEERCRED and SO_PEERGROUPS of a connected Unix socket (the groups stay
+// empty on a kernel older than 4.13).
 StatusOr<PeerCred> GetPeerCred(int fd);
 
 // True when `cred` is root, the current process's uid, one of `uids`, or has
-// primary group in `gids`.
+// one of `gids` as its primary or a supplementary group.
 bool PeerAllowed(const PeerCred& cred, const std::vector<uid_t>& uids,
                  const std::vector<gid_t>& gids);
+
+// OK when the peer of a connected Unix socket runs as root or as this
+// process's uid: the farm sockets' rule both ways (the scheduler and the farm
+// children run as the one service account). The error names the peer.
+Status CheckPeerIsUs(int fd);
+
+// True when `fd` is a Unix-domain socket (SO_PEERCRED means something).
+bool IsUnixSocket(int fd);
 
 Status SetNonBlocking(int fd, bool non_blocking);
 

@@ -28,54 +28,44 @@ ControlServer::ControlServer(event_base* base, farm::UniqueFd listener,
                              QueueManager* queue, std::vector<uid_t> uids,
                              size_t max_frame_bytes, Hooks hooks)
     : base_(base),
-      listener_(std::move(listener)),
       queue_(queue),
       uids_(std::move(uids)),
       max_frame_bytes_(max_frame_bytes),
       hooks_(std::move(hooks)),
       alive_(std::make_shared<bool>(true)) {
-  accept_event_ = event_new(base_, listener_.get(), EV_READ | EV_PERSIST,
-                            &ControlServer::OnAccept, this);
-  event_add(accept_event_, nullptr);
+  acceptor_ = std::make_unique<farm::EventAcceptor>(
+      base_, std::move(listener), "control.sock",
+      [this](farm::UniqueFd fd) { Admit(std::move(fd)); }, 16);
 }
 
 ControlServer::~ControlServer() {
   *alive_ = false;
-  if (accept_event_ != nullptr) event_free(accept_event_);
+  acceptor_.reset();
   conns_.clear();
 }
 
-void ControlServer::OnAccept(evutil_socket_t, short, void* arg) {
-  static_cast<ControlServer*>(arg)->Accept();
-}
-
-void ControlServer::Accept() {
-  for (int i = 0; i < 16; ++i) {
-    farm::UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr,
-                                SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!fd) return;
-    auto cred = farm::GetPeerCred(fd.get());
-    if (!cred.ok() || !farm::PeerAllowed(*cred, uids_, {})) {
-      ControlReply reply;
-      reply.set_status(ControlReply::BAD_REQUEST);
-      reply.set_text("permission denied: uid not in identity.control_uids");
-      std::string frame;
-      farm::AppendFrame(reply, &frame);
-      [[maybe_unused]] ssize_t n =
-          ::send(fd.get(), frame.data(), frame.size(), MSG_NOSIGNAL);
-      LOG(WARNING) << "control.sock: refused uid "
-                   << (cred.ok() ? cred->uid : -1u);
-      continue;
-    }
-    auto conn = std::make_unique<Conn>();
-    Conn* raw = conn.get();
-    raw->serial = ++next_serial_;
-    raw->channel = std::make_unique<farm::EventChannel>(
-        base_, std::move(fd), max_frame_bytes_, "control.sock");
-    conns_.push_back(std::move(conn));
-    raw->channel->Start([this, raw](std::string_view p) { OnRequest(raw, p); },
-                        [this, raw](const farm::Status&) { Close(raw); });
+void ControlServer::Admit(farm::UniqueFd fd) {
+  auto cred = farm::GetPeerCred(fd.get());
+  if (!cred.ok() || !farm::PeerAllowed(*cred, uids_, {})) {
+    ControlReply reply;
+    reply.set_status(ControlReply::BAD_REQUEST);
+    reply.set_text("permission denied: uid not in identity.control_uids");
+    std::string frame;
+    farm::AppendFrame(reply, &frame);
+    [[maybe_unused]] ssize_t n =
+        ::send(fd.get(), frame.data(), frame.size(), MSG_NOSIGNAL);
+    LOG(WARNING) << "control.sock: refused uid "
+                 << (cred.ok() ? cred->uid : -1u);
+    return;
   }
+  auto conn = std::make_unique<Conn>();
+  Conn* raw = conn.get();
+  raw->serial = ++next_serial_;
+  raw->channel = std::make_unique<farm::EventChannel>(
+      base_, std::move(fd), max_frame_bytes_, "control.sock");
+  conns_.push_back(std::move(conn));
+  raw->channel->Start([this, raw](std::string_view p) { OnRequest(raw, p); },
+                      [this, raw](const farm::Status&) { Close(raw); });
 }
 
 ControlServer::Conn* ControlServer::Lookup(uint64_t serial) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "farm/event_acceptor.h"
 #include "farm/event_channel.h"
 #include "farm/unique_fd.h"
 #include "scheduler/queue_manager.h"
@@ -35,16 +36,15 @@ class ControlServer {
 
  private:
   struct Conn;
-  static void OnAccept(evutil_socket_t fd, short, void* arg);
-  void Accept();
+  // Checks a new connection's peer, then serves it.
+  void Admit(farm::UniqueFd fd);
   void OnRequest(Conn* conn, std::string_view payload);
   void Send(uint64_t serial, const ControlReply& reply, bool close_after);
   void Close(Conn* conn);
   Conn* Lookup(uint64_t serial);
 
   event_base* base_;
-  farm::UniqueFd listener_;
-  event* accept_event_ = nullptr;
+  std::unique_ptr<farm::EventAcceptor> acceptor_;
   QueueManager* queue_;
   std::vector<uid_t> uids_;
   size_t max_frame_bytes_;

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "farm/ascii.h"
+#include "farm/sockets.h"
 
 namespace mailfarm::scheduler {
 
@@ -31,6 +32,10 @@ farm::StatusOr<farm::UniqueFd> ConnectNow(const std::string& path) {
       0) {
     return farm::Status::FromErrno("connect " + path, errno);
   }
+  // Not only the socket's mode: the farm behind it must be the service
+  // account's (or root's), or jobs and message paths would go to another user.
+  farm::Status ours = farm::CheckPeerIsUs(fd.get());
+  if (!ours.ok()) return farm::Status::Error(path + ": " + ours.message());
   return fd;
 }
 }  // namespace
@@ -154,10 +159,12 @@ void FarmLink::OpenConnection() {
   auto fd = ConnectNow(socket_path_);
   if (!fd.ok()) {
     ++counters_.connect_failures;
-    if (reachable_) {
+    // Once per reason: a socket that appears but is refused is news.
+    if (reachable_ || fd.status().message() != unreachable_why_) {
       LOG(WARNING) << farm_ << ": farm unreachable (" << fd.status().message()
                    << "); jobs wait, retrying";
       reachable_ = false;
+      unreachable_why_ = fd.status().message();
     }
     ScheduleRetry();
     return;
@@ -203,6 +210,7 @@ void FarmLink::OnFrame(Conn* conn, std::string_view payload) {
     conn->state = Conn::State::kIdle;
     if (!reachable_) LOG(INFO) << farm_ << ": farm reachable again";
     reachable_ = true;
+    unreachable_why_.clear();
     retry_delay_ms_ = 0;
     Pump();
     return;

@@ -121,6 +121,7 @@ class FarmLink {
   bool retry_pending_ = false;
   int64_t retry_delay_ms_ = 0;
   bool reachable_ = true;
+  std::string unreachable_why_;  // the reason last logged
   FarmLinkCounters counters_;
   std::shared_ptr<bool> alive_;
 };

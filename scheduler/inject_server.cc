@@ -7,6 +7,7 @@
 
 #include <cerrno>
 
+#include "farm/event_acceptor.h"
 #include "farm/framed_stream.h"
 #include "farm/sockets.h"
 
@@ -51,14 +52,13 @@ InjectServer::InjectServer(event_base* base, farm::UniqueFd listener,
                            QueueManager* queue, farm::Clock* clock,
                            InjectLimits limits)
     : base_(base),
-      listener_(std::move(listener)),
       queue_(queue),
       clock_(clock),
       limits_(std::move(limits)),
       alive_(std::make_shared<bool>(true)) {
-  accept_event_ = event_new(base_, listener_.get(), EV_READ | EV_PERSIST,
-                            &InjectServer::OnAccept, this);
-  event_add(accept_event_, nullptr);
+  acceptor_ = std::make_unique<farm::EventAcceptor>(
+      base_, std::move(listener), "inject.sock",
+      [this](farm::UniqueFd fd) { Admit(std::move(fd)); });
 }
 
 InjectServer::~InjectServer() {
@@ -67,13 +67,7 @@ InjectServer::~InjectServer() {
   conns_.clear();
 }
 
-void InjectServer::StopAccepting() {
-  if (accept_event_ != nullptr) {
-    event_free(accept_event_);
-    accept_event_ = nullptr;
-  }
-  listener_.Reset();
-}
+void InjectServer::StopAccepting() { acceptor_.reset(); }
 
 void InjectServer::Quiesce() {
   StopAccepting();
@@ -84,10 +78,6 @@ size_t InjectServer::PendingOutput() const {
   size_t n = 0;
   for (const auto& conn : conns_) n += conn->channel->PendingOutputBytes();
   return n;
-}
-
-void InjectServer::OnAccept(evutil_socket_t, short, void* arg) {
-  static_cast<InjectServer*>(arg)->Accept();
 }
 
 namespace {
@@ -106,48 +96,63 @@ void RefuseNow(int fd, const char* dsn, const std::string& text,
 }
 }  // namespace
 
-void InjectServer::Accept() {
-  for (int i = 0; i < 64; ++i) {
-    farm::UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr,
-                                SOCK_NONBLOCK | SOCK_CLOEXEC));
-    if (!fd) {
-      if (errno != EAGAIN && errno != EINTR)
-        LOG(WARNING) << "inject.sock: accept: " << strerror(errno);
-      return;
+ClientInfo TrustedClientInfo(const ClientInfo& claimed,
+                             const farm::PeerCred& cred) {
+  ClientInfo client;
+  if (cred.uid == 0 || cred.uid == ::geteuid()) {
+    // smtpd (the service account) or root describes the SMTP client.
+    client = claimed;
+    if (client.protocol().empty()) client.set_protocol("local");
+  } else {
+    // Anyone else in inject_group is a local submitter, whatever it claims:
+    // its HELO, address or TLS would otherwise appear in a Received header.
+    if (!claimed.helo().empty() || !claimed.address().empty() ||
+        !claimed.hostname().empty() || !claimed.tls().empty() ||
+        (!claimed.protocol().empty() && claimed.protocol() != "local")) {
+      LOG(WARNING) << "inject.sock: uid " << cred.uid << " (pid " << cred.pid
+                   << ") described an SMTP client; recorded as a local "
+                      "submission instead (only root and the service account "
+                      "may)";
     }
-    auto cred = farm::GetPeerCred(fd.get());
-    if (!cred.ok() || !farm::PeerAllowed(*cred, limits_.uids, limits_.gids)) {
-      uid_t uid = cred.ok() ? cred->uid : static_cast<uid_t>(-1);
-      LOG(WARNING)
-          << "inject.sock: refused uid " << uid
-          << " (not root, not us, not in identity.inject_uids or inject_group)";
-      RefuseNow(fd.get(), "5.7.1",
-                "permission denied: uid " + std::to_string(uid) +
-                    " may not inject mail",
-                InjectReply::REJECT);
-      continue;
-    }
-    if (conns_.size() >= limits_.max_connections) {
-      LOG(WARNING) << "inject.sock: " << conns_.size()
-                   << " connections open, refusing one more "
-                      "(scheduler.max_inject_connections)";
-      RefuseNow(fd.get(), "4.3.2",
-                "too many concurrent inject connections (limit " +
-                    std::to_string(limits_.max_connections) +
-                    "), try again later",
-                InjectReply::TEMPFAIL);
-      continue;
-    }
-    auto conn = std::make_unique<Conn>();
-    Conn* raw = conn.get();
-    raw->cred = *cred;
-    raw->serial = ++next_serial_;
-    raw->channel = std::make_unique<farm::EventChannel>(
-        base_, std::move(fd), limits_.max_frame_bytes, "inject.sock");
-    conns_.push_back(std::move(conn));
-    raw->channel->Start([this, raw](std::string_view p) { OnFrame(raw, p); },
-                        [this, raw](const farm::Status&) { Close(raw); });
+    client.set_protocol("local");
   }
+  client.set_uid(cred.uid);  // what the kernel says, not the client
+  return client;
+}
+
+void InjectServer::Admit(farm::UniqueFd fd) {
+  auto cred = farm::GetPeerCred(fd.get());
+  if (!cred.ok() || !farm::PeerAllowed(*cred, limits_.uids, limits_.gids)) {
+    uid_t uid = cred.ok() ? cred->uid : static_cast<uid_t>(-1);
+    LOG(WARNING)
+        << "inject.sock: refused uid " << uid
+        << " (not root, not us, not in identity.inject_uids or inject_group)";
+    RefuseNow(fd.get(), "5.7.1",
+              "permission denied: uid " + std::to_string(uid) +
+                  " may not inject mail",
+              InjectReply::REJECT);
+    return;
+  }
+  if (conns_.size() >= limits_.max_connections) {
+    LOG(WARNING) << "inject.sock: " << conns_.size()
+                 << " connections open, refusing one more "
+                    "(scheduler.max_inject_connections)";
+    RefuseNow(fd.get(), "4.3.2",
+              "too many concurrent inject connections (limit " +
+                  std::to_string(limits_.max_connections) +
+                  "), try again later",
+              InjectReply::TEMPFAIL);
+    return;
+  }
+  auto conn = std::make_unique<Conn>();
+  Conn* raw = conn.get();
+  raw->cred = *cred;
+  raw->serial = ++next_serial_;
+  raw->channel = std::make_unique<farm::EventChannel>(
+      base_, std::move(fd), limits_.max_frame_bytes, "inject.sock");
+  conns_.push_back(std::move(conn));
+  raw->channel->Start([this, raw](std::string_view p) { OnFrame(raw, p); },
+                      [this, raw](const farm::Status&) { Close(raw); });
 }
 
 void InjectServer::OnFrame(Conn* conn, std::string_view payload) {
@@ -208,10 +213,7 @@ void InjectServer::OnRequest(Conn* conn, const InjectRequest& request) {
     r->set_index(static_cast<uint32_t>(i));
     r->set_address(request.recipients(i));
   }
-  *e.mutable_client() = request.client();
-  if (e.client().protocol().empty()) e.mutable_client()->set_protocol("local");
-  e.mutable_client()->set_uid(
-      conn->cred.uid);  // what the kernel says, not the client
+  *e.mutable_client() = TrustedClientInfo(request.client(), conn->cred);
   e.set_smtputf8(request.smtputf8());
   e.set_eight_bit(request.eight_bit());
   if (request.size() > 0) conn->body.reserve(request.size());
@@ -273,7 +275,7 @@ void InjectServer::Commit(Conn* conn) {
           Reply(c, InjectReply::TEMPFAIL, "4.3.0",
                 "cannot queue the message: " + qid.status().message());
         }
-        if (accept_event_ != nullptr)
+        if (acceptor_ != nullptr)
           c->channel->PauseReading(false);  // not when stopping
       });
 }

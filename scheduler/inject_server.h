@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "farm/clock.h"
+#include "farm/event_acceptor.h"
 #include "farm/event_channel.h"
+#include "farm/sockets.h"
 #include "farm/status.h"
 #include "farm/unique_fd.h"
 #include "scheduler/queue_manager.h"
@@ -35,6 +37,12 @@ struct InjectLimits {
 // a sender, otherwise local@domain or a bare local part, no spaces, controls
 // or angle brackets, at most 320 bytes. Returns the problem, or "" when fine.
 std::string AddressProblem(const std::string& address, bool is_sender);
+
+// The client description a message gets from the peer `cred`: what it
+// claims when it is root or the service account (smtpd), else protocol
+// "local" and nothing else. Either way with the peer's real uid.
+ClientInfo TrustedClientInfo(const ClientInfo& claimed,
+                             const farm::PeerCred& cred);
 
 class InjectServer {
  public:
@@ -57,8 +65,8 @@ class InjectServer {
 
  private:
   struct Conn;
-  static void OnAccept(evutil_socket_t fd, short, void* arg);
-  void Accept();
+  // Checks a new connection's peer and the connection limit, then serves it.
+  void Admit(farm::UniqueFd fd);
   void OnFrame(Conn* conn, std::string_view payload);
   void OnRequest(Conn* conn, const InjectRequest& request);
   void OnChunk(Conn* conn, BodyChunk* chunk);  // may take chunk's data
@@ -68,8 +76,7 @@ class InjectServer {
   void Close(Conn* conn);
 
   event_base* base_;
-  farm::UniqueFd listener_;
-  event* accept_event_ = nullptr;
+  std::unique_ptr<farm::EventAcceptor> acceptor_;  // null once stopping
   QueueManager* queue_;
   farm::Clock* clock_;
   InjectLimits limits_;

@@ -2,9 +2,11 @@
 // control.sock (wire.proto ControlRequest/ControlReply); `farms` reads the
 // scoreboards straight from run_dir; `reload` and `stop` signal mailfarmd.
 // Also answers as `mailq` (argv[0]) with the queue listing.
+#include <fcntl.h>
 #include <gflags/gflags.h>
 #include <google/protobuf/util/json_util.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@
 #include "farm/program.h"
 #include "farm/scoreboard.h"
 #include "farm/sockets.h"
+#include "farm/unique_fd.h"
 #include "wire.pb.h"
 
 DEFINE_bool(json, false,
@@ -98,7 +101,7 @@ EXIT STATUS
 FILES
     run_dir/control.sock    the scheduler's control socket (owner and root only)
     run_dir/*.scoreboard    farm scoreboards
-    run_dir/mailfarmd.pid   the supervisor's pid
+    run_dir.pid             the supervisor's pid (paths.pid_file)
 )";
 
 int Usage(const std::string& why) {
@@ -443,10 +446,16 @@ int Farms(const farm::Config& config) {
 
 // reload/stop go to mailfarmd, which owns every component.
 int SignalSupervisor(const farm::Config& config, int signo, const char* what) {
-  std::string pid_path = farm::RunDir(config) + "/mailfarmd.pid";
+  std::string pid_path = farm::PidFilePath(config);
   std::ifstream in(pid_path);
   long pid = 0;
-  if (!(in >> pid) || pid <= 0) {
+  // mailfarmd holds the file's lock while it runs: a pid in an unlocked file
+  // is stale (a process of that number may now be another program).
+  farm::UniqueFd lock(
+      ::open(pid_path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  bool locked = lock && ::flock(lock.get(), LOCK_SH | LOCK_NB) != 0 &&
+                errno == EWOULDBLOCK;
+  if (!locked || !(in >> pid) || pid <= 0) {
     std::fprintf(stderr,
                  "mailfarmctl: mailfarmd is not running (no pid in %s)\n",
                  pid_path.c_str());

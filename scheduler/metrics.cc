@@ -1,8 +1,6 @@
-// metrics.cc: Prometheus text exposition and the evhttp endpoint.
+// metrics.cc: Prometheus text exposition (the page metrics_server.cc serves).
 #include "scheduler/metrics.h"
 
-#include <event2/buffer.h>
-#include <event2/keyvalq_struct.h>
 #include <glog/logging.h>
 
 #include <algorithm>
@@ -149,49 +147,6 @@ void AddScoreboardMetrics(const std::string& run_dir, MetricsPage* page) {
         "A farm's generation (graceful restarts since its manager started).",
         {{"farm", counts.farm}}, static_cast<double>(counts.generation));
   }
-}
-
-MetricsServer::MetricsServer(evhttp* http, std::string path, Collect collect)
-    : http_(http), path_(std::move(path)), collect_(std::move(collect)) {}
-
-MetricsServer::~MetricsServer() { evhttp_free(http_); }
-
-farm::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    event_base* base, const config::MetricsConfig& config, Collect collect) {
-  if (config.port() == 0) return std::unique_ptr<MetricsServer>();
-  evhttp* http = evhttp_new(base);
-  if (http == nullptr) return farm::Status::Error("evhttp_new failed");
-  if (evhttp_bind_socket(http, config.address().c_str(),
-                         static_cast<uint16_t>(config.port())) != 0) {
-    evhttp_free(http);
-    return farm::Status::Error("metrics: cannot bind " + config.address() +
-                               ":" + std::to_string(config.port()));
-  }
-  evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-  std::unique_ptr<MetricsServer> server(
-      new MetricsServer(http, config.path(), std::move(collect)));
-  evhttp_set_gencb(http, &MetricsServer::Handle, server.get());
-  return server;
-}
-
-void MetricsServer::Handle(evhttp_request* request, void* arg) {
-  auto* self = static_cast<MetricsServer*>(arg);
-  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(request);
-  const char* path = uri ? evhttp_uri_get_path(uri) : nullptr;
-  if (path == nullptr || self->path_ != path) {
-    evhttp_send_error(request, HTTP_NOTFOUND,
-                      "metrics are at the configured path");
-    return;
-  }
-  MetricsPage page;
-  self->collect_(&page);
-  std::string body = page.Render();
-  evbuffer* out = evbuffer_new();
-  evbuffer_add(out, body.data(), body.size());
-  evhttp_add_header(evhttp_request_get_output_headers(request), "Content-Type",
-                    "text/plain; version=0.0.4; charset=utf-8");
-  evhttp_send_reply(request, HTTP_OK, "OK", out);
-  evbuffer_free(out);
 }
 
 }  // namespace mailfarm::scheduler

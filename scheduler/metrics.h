@@ -1,11 +1,8 @@
 // metrics.h: the scheduler's Prometheus endpoint. MetricsPage renders the text
-// exposition format; MetricsServer serves it with libevent's evhttp on the
-// scheduler's own loop; AddScoreboardMetrics reads every farm's scoreboard.
+// exposition format (served by MetricsServer, metrics_server.h);
+// AddScoreboardMetrics reads every farm's scoreboard.
 #ifndef MAILFARM_SCHEDULER_METRICS_H_
 #define MAILFARM_SCHEDULER_METRICS_H_
-
-#include <event2/event.h>
-#include <event2/http.h>
 
 #include <functional>
 #include <map>
@@ -67,27 +64,6 @@ class LatencyHistogram {
 // mailfarm_farm_children{farm,state}, mailfarm_farm_jobs_total{farm},
 // mailfarm_farm_generation{farm} from run_dir/*.scoreboard.
 void AddScoreboardMetrics(const std::string& run_dir, MetricsPage* page);
-
-// Serves GET <path> on the scheduler's loop. Not thread-safe.
-class MetricsServer {
- public:
-  using Collect = std::function<void(MetricsPage*)>;
-  // Binds config.address():config.port() (port 0 in the config disables the
-  // endpoint: returns nullptr with an ok status).
-  static farm::StatusOr<std::unique_ptr<MetricsServer>> Start(
-      event_base* base, const config::MetricsConfig& config, Collect collect);
-  ~MetricsServer();
-  MetricsServer(const MetricsServer&) = delete;
-  MetricsServer& operator=(const MetricsServer&) = delete;
-
- private:
-  MetricsServer(evhttp* http, std::string path, Collect collect);
-  static void Handle(evhttp_request* request, void* arg);
-
-  evhttp* http_;
-  std::string path_;
-  Collect collect_;
-};
 
 }  // namespace mailfarm::scheduler
 

@@ -22,6 +22,7 @@
 #include "scheduler/inject_server.h"
 #include "scheduler/loop_tasks.h"
 #include "scheduler/metrics.h"
+#include "scheduler/metrics_server.h"
 #include "scheduler/queue_manager.h"
 #include "scheduler/spool_store.h"
 

@@ -13,7 +13,8 @@ target_link_libraries(mailfarm-replay PRIVATE mailfarm_scheduler_core)
 mailfarm_warnings(mailfarm-replay)
 
 # The Prometheus endpoint the scheduler serves (scheduler/metrics.cc).
-add_library(mailfarm_metrics STATIC ${PROJECT_SOURCE_DIR}/scheduler/metrics.cc)
+add_library(mailfarm_metrics STATIC ${PROJECT_SOURCE_DIR}/scheduler/metrics.cc
+            ${PROJECT_SOURCE_DIR}/scheduler/metrics_server.cc)
 target_link_libraries(mailfarm_metrics PUBLIC mailfarm_farm)
 mailfarm_warnings(mailfarm_metrics)
 mailfarm_unit_test(scheduler_metrics_test ${PROJECT_SOURCE_DIR}/scheduler/metrics_test.cc

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <glog/logging.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "farm/clock.h"
 #include "farm/config.h"
@@ -155,6 +157,18 @@ bool LockWithTimeout(int fd, int timeout_ms) {
   }
 }
 
+// The uid of the system account `user`, when there is one.
+std::optional<uid_t> AccountUid(const std::string& user) {
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  if (::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found) != 0 ||
+      found == nullptr) {
+    return std::nullopt;
+  }
+  return found->pw_uid;
+}
+
 }  // namespace
 
 RecipientOutcome DeliverMaildir(const std::string& dir, bool create,
@@ -230,8 +244,8 @@ RecipientOutcome DeliverMaildir(const std::string& dir, bool create,
 RecipientOutcome DeliverMbox(const std::string& path, bool create,
                              const std::string& sender,
                              const std::string& prefix,
-                             const MessageReader& message,
-                             int lock_timeout_ms) {
+                             const MessageReader& message, int lock_timeout_ms,
+                             std::optional<uid_t> owner_uid) {
   if (create) {
     size_t slash = path.rfind('/');
     if (slash != std::string::npos && slash > 0) {
@@ -259,6 +273,19 @@ RecipientOutcome DeliverMbox(const std::string& path, bool create,
   if (!S_ISREG(st.st_mode)) {
     return Fail(mailfarm::OUTCOME_PERMFAIL, "5.2.0",
                 "mailbox " + path + " is not a regular file");
+  }
+  // Postfix local(8)'s rules: a second link could be another user's file
+  // (or /etc/shadow) linked into a writable mail directory.
+  if (st.st_nlink != 1) {
+    return Fail(mailfarm::OUTCOME_PERMFAIL, "5.2.0",
+                "mailbox " + path + " has " + std::to_string(st.st_nlink) +
+                    " hard links: refusing to deliver to it");
+  }
+  if (st.st_uid != ::geteuid() && (!owner_uid || st.st_uid != *owner_uid)) {
+    return Fail(mailfarm::OUTCOME_PERMFAIL, "5.2.0",
+                "mailbox " + path + " is owned by uid " +
+                    std::to_string(st.st_uid) +
+                    ", neither the recipient nor the mail system");
   }
   farm::SetNonBlocking(fd, false);
   if (!LockWithTimeout(fd, lock_timeout_ms)) {
@@ -339,7 +366,8 @@ RecipientOutcome LocalTransport::DeliverOne(
                           hostname_);
   }
   return DeliverMbox(mailbox, config_.create_mailbox(), job.sender(), prefix,
-                     message, static_cast<int>(config_.lock_timeout_ms()));
+                     message, static_cast<int>(config_.lock_timeout_ms()),
+                     AccountUid(parts.local));
 }
 
 void LocalTransport::Handle(const mailfarm::Job& job,

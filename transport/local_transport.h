@@ -5,6 +5,9 @@
 #ifndef MAILFARM_TRANSPORT_LOCAL_TRANSPORT_H_
 #define MAILFARM_TRANSPORT_LOCAL_TRANSPORT_H_
 
+#include <sys/types.h>
+
+#include <optional>
 #include <string>
 
 #include "config.pb.h"
@@ -24,11 +27,14 @@ RecipientOutcome DeliverMaildir(const std::string& dir, bool create,
 
 // Appends a From_ line, `prefix` and the message (From_ quoted) to the mbox
 // `path` under an fcntl write lock (waiting up to lock_timeout_ms), fsyncs,
-// and cuts the file back to its old size on a write error.
+// and cuts the file back to its old size on a write error. Refuses (5.2.0)
+// a file with more than one link, or owned by neither this process's uid
+// (which creates mailboxes) nor `owner_uid` (the recipient's account).
 RecipientOutcome DeliverMbox(const std::string& path, bool create,
                              const std::string& sender,
                              const std::string& prefix,
-                             const MessageReader& message, int lock_timeout_ms);
+                             const MessageReader& message, int lock_timeout_ms,
+                             std::optional<uid_t> owner_uid);
 
 // One per child; Handle is not thread-safe.
 class LocalTransport : public farm::JobHandler {

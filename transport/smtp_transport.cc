@@ -60,8 +60,16 @@ SmtpTransport::SmtpTransport(const mailfarm::config::ChannelConfig& channel,
   ::signal(SIGPIPE, SIG_IGN);
   if (settings_.tls_level == Level::NONE) return;
   ssl_ctx_.reset(SSL_CTX_new(TLS_client_method()));
+  // TLS 1.2 at least, whatever OpenSSL's configuration (a lowered security
+  // level for some legacy peer) would allow; smtpd has the same floor.
+  if (ssl_ctx_ &&
+      SSL_CTX_set_min_proto_version(ssl_ctx_.get(), TLS1_2_VERSION) != 1) {
+    ssl_error_ = "cannot set TLS 1.2 as the minimum: " + OpenSslError();
+    ssl_ctx_.reset();
+  }
   if (!ssl_ctx_) {
-    ssl_error_ = "cannot create a TLS context: " + OpenSslError();
+    if (ssl_error_.empty())
+      ssl_error_ = "cannot create a TLS context: " + OpenSslError();
   } else if (settings_.tls_level == Level::VERIFY) {
     const std::string& ca = config_.tls().ca_file();
     int ok = ca.empty()

@@ -304,8 +304,10 @@ class MailfarmSystem:
     def spool_dir(self):
         return os.path.join(self.root, "spool")
 
-    def start(self, wait_smtp=True):
-        self.daemon = Process([binary("mailfarmd"), "--config", self.config_path, "--foreground"],
+    def start(self, wait_smtp=True, argv_prefix=()):
+        """argv_prefix: a wrapper for mailfarmd (["prlimit", "--nofile=512"])."""
+        self.daemon = Process(list(argv_prefix) +
+                              [binary("mailfarmd"), "--config", self.config_path, "--foreground"],
                               log_path=os.path.join(self.root, "mailfarmd.log"), cwd=self.root)
         wait_for(lambda: os.path.exists(os.path.join(self.run_dir, "inject.sock"))
                  or not self.daemon.alive(), 60, what="the scheduler's inject.sock")

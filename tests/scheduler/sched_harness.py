@@ -90,6 +90,29 @@ class InjectConn:
         self.sock.close()
 
 
+# A separate Python that injects one message over inject.sock and prints
+# "status dsn text" (the refusal of a peer arrives before it finishes sending).
+_INJECT_CLIENT = r'''
+import sys
+sys.path[:0] = %r
+import sched_harness as h
+import wire_pb2
+c = h.InjectConn(%r)
+try:
+    r = c.send_message("n@example.com", ["x@example.org"], b"hi\r\n")
+except BrokenPipeError:  # refused at once: the reply waits in our buffer
+    r = h.read_frame(c.sock, wire_pb2.InjectReply)
+print(r.status, r.dsn, r.text)
+'''
+
+
+def inject_as(path, preexec_fn):
+    """Injects one message over the inject.sock `path` from a child process
+    that runs preexec_fn first (to become another uid); the CompletedProcess."""
+    return subprocess.run([sys.executable, "-c", _INJECT_CLIENT % (sys.path, path)],
+                          capture_output=True, text=True, timeout=60, preexec_fn=preexec_fn)
+
+
 def message_body(subject="test", size=0, extra=""):
     head = ("From: sender@example.com\r\nTo: rcpt@example.org\r\nSubject: %s\r\n"
             "Message-ID: <%s@test>\r\n\r\n" % (subject, time.monotonic_ns()))

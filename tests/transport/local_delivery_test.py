@@ -8,7 +8,8 @@ create_mailbox false and no mailbox: bounced 5.1.1. mbox: From_ line, From_
 quoting in the body, two messages appended; a mailbox locked (fcntl) by
 another process is deferred 4.2.0 naming the lock. Discard channel: every
 recipient delivered. An alias "/path" target (the Job's nexthop) is delivered
-as an mbox file. A missing queue file is deferred.
+as an mbox file. A missing queue file is deferred. An mbox with a second hard
+link, or (as root) owned by another uid, is refused 5.2.0 and left unchanged.
 """
 
 import fcntl
@@ -141,6 +142,30 @@ def main():
         fcntl.lockf(locker, fcntl.LOCK_UN)
         locker.close()
         locker = None
+
+        # An mbox that is a second link to another file is refused, the file untouched.
+        other = os.path.join(root, "other-file")
+        with open(other, "w") as f:
+            f.write("someone else's file\n")
+        os.link(other, os.path.join(root, "mbox", "frank"))
+        _, r = run("mbox", b"Subject: linked\r\n\r\nx\r\n", ["frank@example.test"])
+        got = tl.outcomes(r)[0]
+        check.eq(got[:2], ("OUTCOME_PERMFAIL", "5.2.0"), "hard-linked mbox refused")
+        check.true("2 hard links" in got[2], "hard link text %r" % (got[2],))
+        with open(other) as f:
+            check.eq(f.read(), "someone else's file\n", "the linked file unchanged")
+        # An mbox owned by another account (neither the recipient nor us).
+        if os.geteuid() == 0:
+            foreign = os.path.join(root, "mbox", "gina")
+            open(foreign, "w").close()
+            os.chown(foreign, 65534, 65534)
+            _, r = run("mbox", b"Subject: foreign\r\n\r\nx\r\n", ["gina@example.test"])
+            got = tl.outcomes(r)[0]
+            check.eq(got[:2], ("OUTCOME_PERMFAIL", "5.2.0"), "foreign mbox refused")
+            check.true("owned by uid 65534" in got[2], "foreign mbox text %r" % (got[2],))
+            check.eq(os.path.getsize(foreign), 0, "the foreign mbox unchanged")
+        else:
+            print("not root: the mbox owner check needs a file of another uid; not exercised")
 
         # An alias "/path" target arrives as the nexthop: that file, for every recipient.
         target = os.path.join(root, "alias-file")

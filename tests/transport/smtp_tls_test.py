@@ -6,10 +6,13 @@ encrypt (TLS used, no verification), verify with the CA file and the right
 name (delivered over TLS), verify against a certificate for another name
 (deferred, 4.7.5, naming the mismatch), encrypt against a server without
 STARTTLS (deferred, 4.7.4), may against a server without STARTTLS (delivered
-in clear), may against a TLS server (TLS used), and none (never TLS).
+in clear), may against a TLS server (TLS used), and none (never TLS). A
+server that speaks only TLS 1.1 is refused (deferred) even when OpenSSL's
+configuration (OPENSSL_CONF, security level 0) would allow it.
 """
 
 import os
+import smtplib
 import ssl
 import sys
 
@@ -29,6 +32,44 @@ def server_context(key, cert):
     return ctx
 
 
+LEGACY_OPENSSL_CONF = """openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MinProtocol = TLSv1
+CipherString = DEFAULT@SECLEVEL=0
+"""
+
+
+def legacy_server_context(key, cert):
+    """A server that speaks TLS 1.1 and nothing newer."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.set_ciphers("DEFAULT@SECLEVEL=0")
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_1
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    return ctx
+
+
+def tls11_works(port):
+    """Whether a client allowed TLS 1.1 gets through STARTTLS at the legacy
+    sink: that server must be a real TLS 1.1 peer for the floor to be tested."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        ctx.set_ciphers("DEFAULT@SECLEVEL=0")
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+            c.starttls(context=ctx)
+            return c.sock.version() == "TLSv1.1"
+    except (ssl.SSLError, OSError, smtplib.SMTPException):
+        return False
+
+
 def channel(name, level, ca=None):
     tls = "level: %s" % level
     if ca:
@@ -46,6 +87,7 @@ def main():
     good_sink = tl.Sink(tls_context=server_context(*good))
     wrong_sink = tl.Sink(tls_context=server_context(*wrong))
     plain_sink = tl.Sink()
+    sinks = []
     farms = []
     try:
         config = tl.farm_config(root, [
@@ -53,6 +95,7 @@ def main():
             channel("ver", "VERIFY", ca[1]),
             channel("may", "MAY"),
             channel("none", "NONE"),
+            channel("legacy", "ENCRYPT"),
         ])
 
         def deliver(chan, sink, host="127.0.0.1", rcpt="user@dest.test"):
@@ -116,11 +159,37 @@ def main():
         log = "".join(f.log() for f in farms)
         check.true("Verified TLS connection established to localhost[" in log,
                    "verified TLS logged")
+
+        # TLS 1.2 is the floor even where OpenSSL's configuration allows less
+        # (an admin lowering the security level for some legacy peer).
+        legacy_conf = os.path.join(root, "openssl-legacy.cnf")
+        with open(legacy_conf, "w") as f:
+            f.write(LEGACY_OPENSSL_CONF)
+        legacy_sink = tl.Sink(tls_context=legacy_server_context(*good))
+        sinks.append(legacy_sink)
+        if not tls11_works(legacy_sink.port):
+            print("this OpenSSL cannot speak TLS 1.1 even at security level 0: "
+                  "the TLS 1.2 floor is not exercised")
+        else:
+            legacy = tl.TransportFarm(root, config, "legacy",
+                                      env={"OPENSSL_CONF": legacy_conf})
+            farms.append(legacy)
+            conn = legacy.connect()
+            try:
+                job = tl.make_job(root, b"Subject: tls\r\n\r\nlegacy\r\n", ["user@dest.test"],
+                                  channel="legacy",
+                                  nexthop="[127.0.0.1]:%d" % legacy_sink.port)
+                r = conn.run(job)
+            finally:
+                conn.close()
+            got = tl.outcomes(r)[0]
+            check.eq(got[0], "OUTCOME_TEMPFAIL", "TLS 1.1 only server: deferred %r" % (got,))
+            check.eq(len(legacy_sink.messages), 0, "TLS 1.1 only server: nothing delivered")
     finally:
         logs = "".join(f.log() for f in farms)
         for f in farms:
             f.stop()
-        for s in (good_sink, wrong_sink, plain_sink):
+        for s in [good_sink, wrong_sink, plain_sink] + sinks:
             s.stop()
     check.done(logs)
 

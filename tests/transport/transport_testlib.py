@@ -52,7 +52,7 @@ def farm_config(root, channels, hostname="mx.mailfarm.test"):
 class TransportFarm:
     """One mailfarm-transport manager (own process group) and its socket."""
 
-    def __init__(self, root, config_text, channel):
+    def __init__(self, root, config_text, channel, env=None):
         self.root = root
         self.channel = channel
         self.config_path = os.path.join(root, "mailfarm-%s.conf" % channel)
@@ -63,7 +63,7 @@ class TransportFarm:
         self.proc = mh.Process([mh.binary("mailfarm-transport"), "--config", self.config_path,
                                 "--channel", channel],
                                log_path=os.path.join(root, "transport-%s.log" % channel),
-                               cwd=root)
+                               cwd=root, env=env)
         mh.wait_for(lambda: os.path.exists(self.socket_path) or not self.proc.alive(), 60,
                     what="the farm socket " + self.socket_path)
         if not self.proc.alive():
