@@ -1,5 +1,8 @@
 // inject_server.cc: inject.sock, one state machine per connection:
 // kIdle -(request)-> kBody -(last chunk)-> kCommitting -(durable)-> kIdle.
+// In kBody a large body goes to its spill file one write at a time; chunks
+// arriving meanwhile wait in memory, and past kBodyInMemoryBytes of them the
+// connection stops being read until the write is done.
 #include "scheduler/inject_server.h"
 
 #include <glog/logging.h>
@@ -20,7 +23,15 @@ struct InjectServer::Conn {
   farm::PeerCred cred;
   uint64_t serial = 0;
   spool::Envelope envelope;
+  // The whole body while it is small; once spilled, the bytes waiting for the
+  // next write to the spill file.
   std::string body;
+  std::shared_ptr<BodySpill> spill;  // set once the body is too large
+  bool writing = false;              // an AppendSpill of `spill` is outstanding
+  bool last_seen = false;            // the last chunk came; finish once written
+  bool paused = false;    // reading paused (spill behind, or committing)
+  uint64_t received = 0;  // body bytes of this message so far
+  uint64_t counted = 0;   // of those, counted in inflight_bytes_
   // A refusal decided before the end of the message, sent after the last chunk
   // (the client is still sending; replying early would desynchronise it).
   InjectReply::Status refuse = InjectReply::STATUS_UNSPECIFIED;
@@ -49,10 +60,11 @@ std::string AddressProblem(const std::string& address, bool is_sender) {
 }
 
 InjectServer::InjectServer(event_base* base, farm::UniqueFd listener,
-                           QueueManager* queue, farm::Clock* clock,
-                           InjectLimits limits)
+                           QueueManager* queue, SpoolStore* store,
+                           farm::Clock* clock, InjectLimits limits)
     : base_(base),
       queue_(queue),
+      store_(store),
       clock_(clock),
       limits_(std::move(limits)),
       alive_(std::make_shared<bool>(true)) {
@@ -71,7 +83,18 @@ void InjectServer::StopAccepting() { acceptor_.reset(); }
 
 void InjectServer::Quiesce() {
   StopAccepting();
-  for (auto& conn : conns_) conn->channel->PauseReading(true);
+  for (auto& conn : conns_) {
+    conn->paused = true;
+    conn->channel->PauseReading(true);
+  }
+}
+
+// Not from inside a frame callback (the channel would deliver the current
+// frame again); nor once stopping.
+void InjectServer::Resume(Conn* conn) {
+  if (!conn->paused || acceptor_ == nullptr) return;
+  conn->paused = false;
+  conn->channel->PauseReading(false);  // may deliver frames, even close conn
 }
 
 size_t InjectServer::PendingOutput() const {
@@ -177,6 +200,8 @@ void InjectServer::OnFrame(Conn* conn, std::string_view payload) {
 void InjectServer::OnRequest(Conn* conn, const InjectRequest& request) {
   conn->state = Conn::State::kBody;
   conn->body.clear();
+  conn->last_seen = false;
+  conn->received = 0;
   conn->refuse = InjectReply::STATUS_UNSPECIFIED;
   conn->envelope.Clear();
   auto refuse = [conn](const char* dsn, std::string text) {
@@ -216,52 +241,167 @@ void InjectServer::OnRequest(Conn* conn, const InjectRequest& request) {
   *e.mutable_client() = TrustedClientInfo(request.client(), conn->cred);
   e.set_smtputf8(request.smtputf8());
   e.set_eight_bit(request.eight_bit());
-  if (request.size() > 0) conn->body.reserve(request.size());
+  // The size the client announces, up to what is kept in memory: a client
+  // claiming 50 MB and sending nothing holds no memory for it.
+  if (request.size() > 0)
+    conn->body.reserve(std::min<uint64_t>(request.size(), kBodyInMemoryBytes));
 }
 
-void InjectServer::OnChunk(Conn* conn, BodyChunk* chunk_ptr) {
-  const BodyChunk& chunk = *chunk_ptr;
-  if (conn->refuse == InjectReply::STATUS_UNSPECIFIED) {
-    if (conn->body.size() + chunk.data().size() > limits_.max_message_bytes) {
-      conn->refuse = InjectReply::REJECT;
-      conn->refuse_dsn = "5.3.4";
-      conn->refuse_text = "message exceeds the size limit of " +
-                          std::to_string(limits_.max_message_bytes) + " bytes";
-      std::string().swap(conn->body);
-    } else if (conn->body.empty() && chunk.last()) {
-      // The whole message in one chunk (anything under 64 KiB): take the
-      // parsed bytes instead of copying them.
-      conn->body.swap(*chunk_ptr->mutable_data());
+void InjectServer::OnChunk(Conn* conn, BodyChunk* chunk) {
+  if (conn->refuse == InjectReply::STATUS_UNSPECIFIED) TakeChunk(conn, chunk);
+  if (!chunk->last()) return;
+  conn->last_seen = true;
+  conn->state = Conn::State::kCommitting;
+  if (conn->writing) {  // OnSpillWritten finishes the message
+    conn->paused = true;
+    conn->channel->PauseReading(true);
+    return;
+  }
+  FinishMessage(conn);
+}
+
+// Adds a chunk to the body (memory or spill file), or refuses the message
+// when it passes the size limit or the bytes in flight would pass theirs.
+void InjectServer::TakeChunk(Conn* conn, BodyChunk* chunk) {
+  uint64_t size = chunk->data().size();
+  if (conn->received + size > limits_.max_message_bytes) {
+    Refuse(conn, InjectReply::REJECT, "5.3.4",
+           "message exceeds the size limit of " +
+               std::to_string(limits_.max_message_bytes) + " bytes");
+    return;
+  }
+  if (inflight_bytes_ + size > limits_.max_inflight_bytes) {
+    LOG(WARNING) << "inject.sock: " << inflight_bytes_
+                 << " bytes of messages being received, the limit is "
+                 << limits_.max_inflight_bytes
+                 << " (scheduler.max_inflight_mb); refusing a message from "
+                 << "uid " << conn->cred.uid;
+    Refuse(conn, InjectReply::TEMPFAIL, "4.3.1",
+           "insufficient system storage: too much mail being received at "
+           "once, try again later");
+    return;
+  }
+  conn->received += size;
+  conn->counted += size;
+  inflight_bytes_ += size;
+  if (conn->body.empty() && conn->spill == nullptr && chunk->last()) {
+    // The whole message in one chunk (anything under 64 KiB): take the
+    // parsed bytes instead of copying them.
+    conn->body.swap(*chunk->mutable_data());
+  } else {
+    conn->body += chunk->data();
+  }
+  if (conn->spill == nullptr && conn->body.size() <= kBodyInMemoryBytes) return;
+  if (conn->spill == nullptr) conn->spill = std::make_shared<BodySpill>();
+  if (!conn->writing) {
+    StartSpillWrite(conn);
+  } else if (conn->body.size() >= kBodyInMemoryBytes && !conn->paused) {
+    // The disk is behind this client: read no more until the write is done
+    // (the channel still buffers about one frame).
+    conn->paused = true;
+    conn->channel->PauseReading(true);
+  }
+}
+
+// Decided before the end of the message; the reply goes after the last chunk
+// (the client is still sending: replying early would desynchronise it). The
+// rest of the body is read and dropped.
+void InjectServer::Refuse(Conn* conn, InjectReply::Status status,
+                          const char* dsn, std::string text) {
+  if (conn->refuse != InjectReply::STATUS_UNSPECIFIED) return;
+  conn->refuse = status;
+  conn->refuse_dsn = dsn;
+  conn->refuse_text = std::move(text);
+  DropBody(conn);
+}
+
+void InjectServer::DropBody(Conn* conn) {
+  std::string().swap(conn->body);
+  inflight_bytes_ -= conn->counted;
+  conn->counted = 0;
+  if (conn->spill != nullptr) store_->DropSpill(std::move(conn->spill));
+  conn->spill = nullptr;
+}
+
+void InjectServer::StartSpillWrite(Conn* conn) {
+  std::string data;
+  data.swap(conn->body);
+  conn->writing = true;
+  std::weak_ptr<bool> alive = alive_;
+  uint64_t key = conn->serial;
+  store_->AppendSpill(conn->spill, std::move(data),
+                      [this, alive, key](farm::Status status) {
+                        if (!alive.expired()) OnSpillWritten(key, status);
+                      });
+}
+
+void InjectServer::OnSpillWritten(uint64_t serial, const farm::Status& status) {
+  Conn* conn = Find(serial);
+  if (conn == nullptr) return;  // closed; Close dropped the spill
+  conn->writing = false;
+  if (!status.ok()) {
+    LOG(WARNING) << "inject.sock: writing a message body: " << status.message();
+    if (status.code() == farm::Status::Code::kNoSpace) {
+      Refuse(conn, InjectReply::TEMPFAIL, "4.3.1",
+             "insufficient system storage, try again later");
     } else {
-      conn->body += chunk.data();
+      Refuse(conn, InjectReply::TEMPFAIL, "4.3.0",
+             "cannot queue the message: " + status.message());
     }
   }
-  if (!chunk.last()) return;
+  if (conn->last_seen) {
+    FinishMessage(conn);
+    return;
+  }
+  if (conn->spill != nullptr && !conn->body.empty()) StartSpillWrite(conn);
+  Resume(conn);
+}
+
+// After the last chunk, with no spill write outstanding: the refusal decided
+// on the way, the last bytes to the spill file, or the commit.
+void InjectServer::FinishMessage(Conn* conn) {
   if (conn->refuse != InjectReply::STATUS_UNSPECIFIED) {
     LOG(INFO) << "inject.sock: refused a message from uid " << conn->cred.uid
               << ": " << conn->refuse_dsn << " " << conn->refuse_text;
     Reply(conn, conn->refuse, conn->refuse_dsn, conn->refuse_text);
     conn->state = Conn::State::kIdle;
+    conn->last_seen = false;
+    Resume(conn);
+    return;
+  }
+  if (conn->spill != nullptr && !conn->body.empty()) {
+    StartSpillWrite(conn);
     return;
   }
   Commit(conn);
 }
 
+InjectServer::Conn* InjectServer::Find(uint64_t serial) {
+  for (auto& p : conns_) {
+    if (p->serial == serial) return p.get();
+  }
+  return nullptr;
+}
+
 void InjectServer::Commit(Conn* conn) {
   conn->state = Conn::State::kCommitting;
+  conn->paused = true;
   conn->channel->PauseReading(true);  // one message at a time per connection
   conn->envelope.set_arrival_unix_ms(clock_->NowUnixMs());
   std::weak_ptr<bool> alive = alive_;
   // The connection may close while the disk works: find it again by serial.
   uint64_t key = conn->serial;
+  // In flight until the create is done, whether or not the client stays.
+  uint64_t counted = conn->counted;
+  conn->counted = 0;
+  std::shared_ptr<BodySpill> spill = std::move(conn->spill);
+  conn->spill = nullptr;
   queue_->Inject(
-      std::move(conn->envelope), std::move(conn->body),
-      [this, alive, key](farm::StatusOr<std::string> qid) {
+      std::move(conn->envelope), std::move(conn->body), std::move(spill),
+      [this, alive, key, counted](farm::StatusOr<std::string> qid) {
         if (alive.expired()) return;
-        Conn* c = nullptr;
-        for (auto& p : conns_) {
-          if (p->serial == key) c = p.get();
-        }
+        inflight_bytes_ -= counted;
+        Conn* c = Find(key);
         if (c == nullptr) return;  // client gone; the job stays queued
         c->state = Conn::State::kIdle;
         c->envelope.Clear();
@@ -275,8 +415,7 @@ void InjectServer::Commit(Conn* conn) {
           Reply(c, InjectReply::TEMPFAIL, "4.3.0",
                 "cannot queue the message: " + qid.status().message());
         }
-        if (acceptor_ != nullptr)
-          c->channel->PauseReading(false);  // not when stopping
+        Resume(c);  // not when stopping
       });
 }
 
@@ -294,6 +433,7 @@ void InjectServer::Reply(Conn* conn, InjectReply::Status status,
 void InjectServer::Close(Conn* conn) {
   for (auto it = conns_.begin(); it != conns_.end(); ++it) {
     if (it->get() != conn) continue;
+    DropBody(conn);
     conns_.erase(it);
     return;
   }

@@ -232,48 +232,53 @@ void QueueManager::Register(std::unique_ptr<Job> job) {
 
 void QueueManager::Inject(
     spool::Envelope envelope, std::string body,
+    std::shared_ptr<BodySpill> spill,
     std::function<void(farm::StatusOr<std::string>)> done) {
   auto shared = std::make_shared<spool::Envelope>(envelope);
   int64_t started = clock_->MonotonicMs();
-  uint64_t size = body.size();
-  store_->Create(
-      std::move(envelope), std::move(body),
-      [this, shared, size, started,
-       done = std::move(done)](farm::StatusOr<SpoolStore::Created> r) {
-        if (!r.ok()) {
-          Count("inject_failures");
-          done(r.status());
-          return;
-        }
-        auto job = std::make_unique<Job>();
-        job->set_qid(r->qid);
-        job->sender = shared->sender();
-        for (const auto& rc : shared->recipients()) {
-          Slot slot;
-          slot.index = rc.index();
-          slot.address = rc.address();
-          job->slots.push_back(std::move(slot));
-        }
-        job->arrival_ms = shared->arrival_unix_ms();
-        job->body_offset = r->body_offset;
-        job->body_size = size;
-        job->is_bounce = shared->is_bounce();
-        job->smtputf8 = shared->smtputf8();
-        job->eight_bit = shared->eight_bit();
-        if (shared->client().ByteSizeLong() > 0) {
-          job->client = shared->client().SerializeAsString();
-        }
-        LOG(INFO) << r->qid << ": from=<" << job->sender << ">, size=" << size
-                  << ", nrcpt=" << job->slots.size()
-                  << (job->is_bounce ? " (bounce)" : "") << " (queue active)";
-        Count("injected");
-        inject_latency_.Observe(
-            static_cast<double>(clock_->MonotonicMs() - started) / 1000.0);
-        Job* raw = job.get();
-        Register(std::move(job));
-        done(r->qid);
-        if (Find(raw->id) == raw) StartAttempt(raw);
-      });
+  uint64_t size = spill != nullptr ? spill->size : body.size();
+  auto created = [this, shared, size, started, done = std::move(done)](
+                     farm::StatusOr<SpoolStore::Created> r) {
+    if (!r.ok()) {
+      Count("inject_failures");
+      done(r.status());
+      return;
+    }
+    auto job = std::make_unique<Job>();
+    job->set_qid(r->qid);
+    job->sender = shared->sender();
+    for (const auto& rc : shared->recipients()) {
+      Slot slot;
+      slot.index = rc.index();
+      slot.address = rc.address();
+      job->slots.push_back(std::move(slot));
+    }
+    job->arrival_ms = shared->arrival_unix_ms();
+    job->body_offset = r->body_offset;
+    job->body_size = size;
+    job->is_bounce = shared->is_bounce();
+    job->smtputf8 = shared->smtputf8();
+    job->eight_bit = shared->eight_bit();
+    if (shared->client().ByteSizeLong() > 0) {
+      job->client = shared->client().SerializeAsString();
+    }
+    LOG(INFO) << r->qid << ": from=<" << job->sender << ">, size=" << size
+              << ", nrcpt=" << job->slots.size()
+              << (job->is_bounce ? " (bounce)" : "") << " (queue active)";
+    Count("injected");
+    inject_latency_.Observe(
+        static_cast<double>(clock_->MonotonicMs() - started) / 1000.0);
+    Job* raw = job.get();
+    Register(std::move(job));
+    done(r->qid);
+    if (Find(raw->id) == raw) StartAttempt(raw);
+  };
+  if (spill != nullptr) {
+    store_->CreateFromSpill(std::move(envelope), std::move(spill),
+                            std::move(created));
+  } else {
+    store_->Create(std::move(envelope), std::move(body), std::move(created));
+  }
 }
 
 void QueueManager::Adopt(std::vector<std::pair<std::string, std::string>> jobs,

@@ -78,8 +78,15 @@ class QueueManager {
 
   // Makes an injected message durable and queues it. `done` gets the qid once
   // the message is on stable storage, or the store's failure.
+  // With `spill` set the body is its file's bytes (SpoolStore::
+  // CreateFromSpill) and `body` is empty.
   void Inject(spool::Envelope envelope, std::string body,
+              std::shared_ptr<BodySpill> spill,
               std::function<void(farm::StatusOr<std::string>)> done);
+  void Inject(spool::Envelope envelope, std::string body,
+              std::function<void(farm::StatusOr<std::string>)> done) {
+    Inject(std::move(envelope), std::move(body), nullptr, std::move(done));
+  }
 
   // Replay: takes over the queue files at `paths` (qid -> path). `done` gets
   // the numbers adopted, already known, and failed (with the first failure's

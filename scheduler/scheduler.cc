@@ -148,6 +148,7 @@ InjectLimits InjectLimitsFrom(const farm::Config& config) {
   limits.max_recipients = s.max_recipients();
   limits.max_connections = s.max_inject_connections();
   limits.max_frame_bytes = s.max_frame_bytes();
+  limits.max_inflight_bytes = uint64_t{s.max_inflight_mb()} << 20;
   for (uint32_t uid : config.identity().inject_uids())
     limits.uids.push_back(uid);
   if (!config.identity().inject_group().empty()) {
@@ -224,6 +225,11 @@ void FillProcessStats(Process& p, Stats* stats) {
     sample->set_name(name);
     sample->set_value(static_cast<double>(value));
   }
+  if (p.inject != nullptr) {
+    auto* sample = stats->add_samples();
+    sample->set_name("mailfarm_inject_inflight_bytes");
+    sample->set_value(static_cast<double>(p.inject->inflight_bytes()));
+  }
 }
 
 void OnSignal(evutil_socket_t sig, short, void* arg) {
@@ -297,9 +303,9 @@ int RunScheduler(const farm::Config& config, const std::string& config_path) {
     event_base_free(p.base);
     return farm::kExitOsErr;
   }
-  p.inject = std::make_unique<InjectServer>(p.base, std::move(*inject_fd),
-                                            p.queue.get(), farm::RealClock(),
-                                            InjectLimitsFrom(config));
+  p.inject = std::make_unique<InjectServer>(
+      p.base, std::move(*inject_fd), p.queue.get(), p.store.get(),
+      farm::RealClock(), InjectLimitsFrom(config));
   ControlServer::Hooks hooks;
   hooks.reload = [&p] { return p.Reload(); };
   hooks.stop = [&p] { event_base_loopbreak(p.base); };

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 
 namespace mailfarm::scheduler {
@@ -25,6 +26,22 @@ class PosixEnv : public SpoolEnv {
   }
   farm::StatusOr<farm::UniqueFd> OpenRewrite(const std::string& path) override {
     return Open(path, O_WRONLY | O_CLOEXEC, "open ");
+  }
+  farm::StatusOr<farm::UniqueFd> CreateAnonymous(
+      const std::string& dir) override {
+    farm::UniqueFd fd(
+        ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC | O_EXCL, 0600));
+    if (fd) return fd;
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+      return farm::Status::FromErrno("create a file in " + dir, errno);
+    // No O_TMPFILE here: a name of our own, unlinked at once (only the
+    // scheduler holding the spool lock writes in tmp/).
+    static std::atomic<uint64_t> serial{0};
+    std::string path = dir + "/anon." + std::to_string(::getpid()) + "." +
+                       std::to_string(++serial);
+    auto named = Open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, "create ");
+    if (named.ok()) ::unlink(path.c_str());
+    return named;
   }
   farm::StatusOr<uint64_t> FileSize(const std::string& path) override {
     struct stat st;
@@ -72,6 +89,40 @@ class PosixEnv : public SpoolEnv {
       second.remove_prefix(done - from_first);
     }
     return Write(fd, second, path);
+  }
+  farm::Status Copy(int from, uint64_t size, int to,
+                    const std::string& path) override {
+    loff_t offset = 0;
+    bool in_kernel = true;
+    std::string buffer;
+    while (static_cast<uint64_t>(offset) < size) {
+      size_t want = static_cast<size_t>(
+          std::min<uint64_t>(size - static_cast<uint64_t>(offset), 1 << 30));
+      ssize_t n = -1;
+      if (in_kernel) {
+        n = ::copy_file_range(from, &offset, to, nullptr, want, 0);
+        if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                      errno == EOPNOTSUPP)) {
+          in_kernel = false;
+          continue;
+        }
+      } else {
+        buffer.resize(64 * 1024);
+        n = ::pread(from, buffer.data(), std::min(want, buffer.size()), offset);
+        if (n > 0) {
+          MAILFARM_RETURN_IF_ERROR(
+              Write(to, std::string_view(buffer.data(), static_cast<size_t>(n)),
+                    path));
+          offset += n;
+        }
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return farm::Status::FromErrno("copy into " + path, errno);
+      if (n == 0)
+        return farm::Status::Error("copy into " + path +
+                                   ": the message body's file is short");
+    }
+    return farm::Status::Ok();
   }
   void StartWriteback(int fd) override {
     ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);

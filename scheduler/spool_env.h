@@ -31,6 +31,12 @@ class SpoolEnv {
   // file about to be rewritten).
   virtual farm::StatusOr<farm::UniqueFd> OpenRewrite(
       const std::string& path) = 0;
+  // A read-write file in `dir` with no name (O_TMPFILE; where the file
+  // system lacks it, a created file unlinked at once): it goes with its last
+  // descriptor, so a crash leaves nothing behind. Holds a message body while
+  // it arrives.
+  virtual farm::StatusOr<farm::UniqueFd> CreateAnonymous(
+      const std::string& dir) = 0;
   // The file's size in bytes (stat).
   virtual farm::StatusOr<uint64_t> FileSize(const std::string& path) = 0;
   virtual farm::StatusOr<farm::UniqueFd> OpenDirectory(
@@ -46,6 +52,12 @@ class SpoolEnv {
   virtual farm::Status Write2(int fd, std::string_view first,
                               std::string_view second,
                               const std::string& path) = 0;
+  // Appends the first `size` bytes of the file open as `from` (read from
+  // offset 0) at `to`'s offset: copy_file_range, so the bytes stay in the
+  // kernel, or read and write through a 64 KiB buffer where it is not
+  // supported. Fails when `from` is shorter.
+  virtual farm::Status Copy(int from, uint64_t size, int to,
+                            const std::string& path) = 0;
   // Starts write-back without waiting (a hint: lets one journal commit carry a
   // whole batch). Failure is not an error; the following sync reports it.
   virtual void StartWriteback(int fd) = 0;

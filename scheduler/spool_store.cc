@@ -26,14 +26,23 @@
 namespace mailfarm::scheduler {
 
 struct FileSpoolStore::Op {
-  enum class Kind { kCreate, kAppend, kRemove, kRead, kQuarantine, kWork };
+  enum class Kind {
+    kCreate,
+    kAppend,
+    kRemove,
+    kRead,
+    kQuarantine,
+    kWork,
+    kSpill
+  };
   Kind kind;
   std::string qid;
   std::string path;      // the queue file (or the file to read / quarantine)
   std::string tmp_path;  // kCreate
   spool::Envelope envelope;
-  std::string body;
-  std::string record;  // kAppend
+  std::string body;                  // kCreate; kSpill: the bytes to append
+  std::shared_ptr<BodySpill> spill;  // kCreate of a spilled body; kSpill
+  std::string record;                // kAppend
   std::string header;  // kCreate: the queue file's header, kept for the journal
   uint64_t truncate_to = 0;
   std::function<void()> work;
@@ -360,6 +369,19 @@ void FileSpoolStore::Submit(std::unique_ptr<Op> op) {
 
 void FileSpoolStore::Create(spool::Envelope envelope, std::string body,
                             CreateDone done) {
+  SubmitCreate(std::move(envelope), std::move(body), nullptr, std::move(done));
+}
+
+void FileSpoolStore::CreateFromSpill(spool::Envelope envelope,
+                                     std::shared_ptr<BodySpill> spill,
+                                     CreateDone done) {
+  SubmitCreate(std::move(envelope), std::string(), std::move(spill),
+               std::move(done));
+}
+
+void FileSpoolStore::SubmitCreate(spool::Envelope envelope, std::string body,
+                                  std::shared_ptr<BodySpill> spill,
+                                  CreateDone done) {
   auto op = std::make_unique<Op>();
   op->kind = Op::Kind::kCreate;
   op->qid = ids_.Next(clock_->NowUnixMs());
@@ -368,9 +390,25 @@ void FileSpoolStore::Create(spool::Envelope envelope, std::string body,
   op->tmp_path = options_.spool_dir + "/tmp/" + op->qid + ".tmp";
   op->envelope = std::move(envelope);
   op->body = std::move(body);
+  op->spill = std::move(spill);
   op->create_done = std::move(done);
   unacknowledged_[op->qid];  // until FinishCreate
   Submit(std::move(op));
+}
+
+void FileSpoolStore::AppendSpill(std::shared_ptr<BodySpill> spill,
+                                 std::string data, StatusDone done) {
+  auto op = std::make_unique<Op>();
+  op->kind = Op::Kind::kSpill;
+  op->spill = std::move(spill);
+  op->body = std::move(data);
+  op->status_done = std::move(done);
+  Submit(std::move(op));
+}
+
+void FileSpoolStore::DropSpill(std::shared_ptr<BodySpill> spill) {
+  // The last reference goes on the I/O thread, with the file's blocks.
+  RunBackground([spill = std::move(spill)]() mutable { spill.reset(); }, [] {});
 }
 
 void FileSpoolStore::AppendState(const std::string& qid,
@@ -515,8 +553,13 @@ void FileSpoolStore::WorkerLoop() {
 // commit reads it (and the body) on the side thread while the file is
 // written.
 void FileSpoolStore::PrepareCreate(Op& op) {
-  op.envelope.set_body_size(op.body.size());
-  op.envelope.set_body_crc32c(Crc32c(op.body));
+  if (op.spill != nullptr) {
+    op.envelope.set_body_size(op.spill->size);
+    op.envelope.set_body_crc32c(op.spill->crc32c);
+  } else {
+    op.envelope.set_body_size(op.body.size());
+    op.envelope.set_body_crc32c(Crc32c(op.body));
+  }
   op.header = EncodeQueueHeader(op.envelope);
   op.body_offset = op.header.size();
 }
@@ -547,9 +590,12 @@ void FileSpoolStore::WriteOne(Op& op) {
     }
     op.created = true;
     op.status = env_->Write2(op.fd.get(), header, op.body, op.tmp_path);
+    if (op.status.ok() && op.spill != nullptr)
+      op.status = env_->Copy(op.spill->fd.get(), op.spill->size, op.fd.get(),
+                             op.tmp_path);
     if (op.status.ok() && op.reused)
-      op.status = env_->Truncate(op.fd.get(), header.size() + op.body.size(),
-                                 op.tmp_path);
+      op.status = env_->Truncate(
+          op.fd.get(), header.size() + op.envelope.body_size(), op.tmp_path);
     return;  // header and body stay for the journal until the sync
   }
   auto fd = env_->OpenAppend(op.path);
@@ -561,6 +607,26 @@ void FileSpoolStore::WriteOne(Op& op) {
   if (op.truncate_to > 0)
     op.status = env_->Truncate(op.fd.get(), op.truncate_to, op.path);
   if (op.status.ok()) op.status = env_->Write(op.fd.get(), op.record, op.path);
+}
+
+// Appends a body's next bytes to its spill file (an I/O thread; one append
+// of a spill at a time, so the file offset and the checksum stay in order).
+void FileSpoolStore::WriteSpill(Op& op) {
+  BodySpill& spill = *op.spill;
+  const std::string tmp_dir = options_.spool_dir + "/tmp";
+  if (!spill.fd) {
+    auto fd = env_->CreateAnonymous(tmp_dir);
+    if (!fd.ok()) {
+      op.status = fd.status();
+      return;
+    }
+    spill.fd = std::move(*fd);
+  }
+  op.status =
+      env_->Write(spill.fd.get(), op.body, tmp_dir + " (a message body)");
+  if (!op.status.ok()) return;
+  spill.size += op.body.size();
+  spill.crc32c = Crc32cExtend(spill.crc32c, op.body.data(), op.body.size());
 }
 
 // The commit order (see the durability rule in spool_store.h):
@@ -617,8 +683,10 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
       !(removed_.empty() && cancelled_.empty()))
     WriteRemovals(&delta, /*sync=*/refused);
   for (auto& op : batch) {  // the bytes are in the page cache now
+    if (op->kind != Op::Kind::kCreate) continue;
     std::string().swap(op->body);
     std::string().swap(op->header);
+    op->spill.reset();  // its file goes on this thread
   }
   bool no_space = false;
   for (auto& op : batch) {
@@ -641,6 +709,13 @@ void FileSpoolStore::RunBatch(std::vector<std::unique_ptr<Op>>& batch,
         break;
       case Op::Kind::kWork:
         op->work();
+        break;
+      case Op::Kind::kSpill:
+        WriteSpill(*op);
+        std::string().swap(op->body);
+        // Let go here: when the caller has dropped the spill meanwhile, its
+        // file goes on this thread, not the loop's.
+        op->spill.reset();
         break;
       default:
         break;
@@ -829,6 +904,9 @@ bool FileSpoolStore::StartJournalCommit(
   for (const auto& op : batch) {
     if (op->kind == Op::Kind::kAppend) return false;
     if (op->kind != Op::Kind::kCreate) continue;
+    // A spilled body is not in memory for the journal to copy (and is
+    // larger than a journaled file anyway).
+    if (op->spill != nullptr) return false;
     size_t size = op->header.size() + op->body.size();
     if (size > SpoolJournal::kMaxFileBytes) return false;
     bytes += size;

@@ -56,6 +56,19 @@ namespace mailfarm::scheduler {
 //   and the job is delivered again (at-least-once; Postfix does not sync
 //   removals either). A removed file is renamed into spool/spare/ for reuse
 //   (or unlinked when spare/ is full).
+// A message body written to disk as it arrives, so that the scheduler never
+// holds a large message whole in memory (SpoolStore::AppendSpill): an
+// unnamed file in spool/tmp/ (CreateAnonymous), gone with its last
+// descriptor, so a crash leaves nothing behind. Its bytes are copied after
+// the queue file's header by CreateFromSpill, whose durable commit is the
+// same as Create's. Shared between the loop thread (which only holds it) and
+// the I/O thread running its one outstanding operation.
+struct BodySpill {
+  farm::UniqueFd fd;    // opened by the first append
+  uint64_t size = 0;    // bytes appended so far
+  uint32_t crc32c = 0;  // of those bytes
+};
+
 class SpoolStore {
  public:
   struct Created {
@@ -75,6 +88,22 @@ class SpoolStore {
   // disk).
   virtual void Create(spool::Envelope envelope, std::string body,
                       CreateDone done) = 0;
+  // The same for a body in `spill` (see BodySpill); the store lets go of the
+  // spill (and its file) on an I/O thread once done. REQUIRES: no
+  // AppendSpill of it outstanding.
+  virtual void CreateFromSpill(spool::Envelope envelope,
+                               std::shared_ptr<BodySpill> spill,
+                               CreateDone done) = 0;
+  // Appends `data` to the spill's file (made by the first call) on an I/O
+  // thread, extending its size and checksum; `done` runs on the loop thread
+  // (kNoSpace on a full disk). Not synced: nothing is acknowledged before
+  // CreateFromSpill's commit. REQUIRES: no other AppendSpill of the same
+  // spill outstanding.
+  virtual void AppendSpill(std::shared_ptr<BodySpill> spill, std::string data,
+                           StatusDone done) = 0;
+  // Lets go of a spill that will not be created (its file's blocks are freed
+  // on an I/O thread, not the loop's).
+  virtual void DropSpill(std::shared_ptr<BodySpill> spill) = 0;
   // Durably appends a state record before `done` runs. When truncate_to > 0 the
   // file is first cut to that length (dropping a torn record found at adopt).
   virtual void AppendState(const std::string& qid, const spool::JobState& state,
@@ -169,6 +198,12 @@ class FileSpoolStore : public SpoolStore {
 
   void Create(spool::Envelope envelope, std::string body,
               CreateDone done) override;
+  void CreateFromSpill(spool::Envelope envelope,
+                       std::shared_ptr<BodySpill> spill,
+                       CreateDone done) override;
+  void AppendSpill(std::shared_ptr<BodySpill> spill, std::string data,
+                   StatusDone done) override;
+  void DropSpill(std::shared_ptr<BodySpill> spill) override;
   void AppendState(const std::string& qid, const spool::JobState& state,
                    uint64_t truncate_to, StatusDone done) override;
   void Remove(const std::string& qid, Reuse reuse, StatusDone done) override;
@@ -192,10 +227,13 @@ class FileSpoolStore : public SpoolStore {
                  std::unique_ptr<JournalPair> journals,
                  GroupCommitStats recovered);
   void Submit(std::unique_ptr<Op> op);
+  void SubmitCreate(spool::Envelope envelope, std::string body,
+                    std::shared_ptr<BodySpill> spill, CreateDone done);
   void WorkerLoop();
   void RunBatch(std::vector<std::unique_ptr<Op>>& batch, bool commits);
   void PrepareCreate(Op& op);
   void WriteOne(Op& op);
+  void WriteSpill(Op& op);
   void RenameAndUnlink(std::vector<std::unique_ptr<Op>>& batch);
   void RemoveOne(Op& op);
   farm::Status RewriteJournaledFiles();

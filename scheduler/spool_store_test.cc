@@ -79,8 +79,18 @@ class FaultEnv : public SpoolEnv {
   farm::StatusOr<farm::UniqueFd> OpenRewrite(const std::string& p) override {
     return real()->OpenRewrite(p);
   }
+  farm::StatusOr<farm::UniqueFd> CreateAnonymous(
+      const std::string& dir) override {
+    return real()->CreateAnonymous(dir);
+  }
   farm::StatusOr<uint64_t> FileSize(const std::string& p) override {
     return real()->FileSize(p);
+  }
+  farm::Status Copy(int from, uint64_t size, int to,
+                    const std::string& p) override {
+    if (no_space || no_space_for_files)
+      return farm::Status::FromErrno("copy into " + p, ENOSPC);
+    return real()->Copy(from, size, to, p);
   }
   farm::StatusOr<farm::UniqueFd> OpenDirectory(const std::string& p) override {
     return real()->OpenDirectory(p);
@@ -360,6 +370,62 @@ TEST_F(SpoolStoreTest, FullDiskFailsCleanlyAndRecovers) {
   RunUntil([&] { return got.has_value(); });
   EXPECT_TRUE(got->ok());
   EXPECT_EQ(CountFiles(spool_ + "/queue"), 1);
+}
+
+// A body written to its spill file piece by piece as it arrives becomes a
+// queue file like any other: header, the body's bytes, a checksum over them.
+TEST_F(SpoolStoreTest, SpilledBodyIsCreatedWholeAndChecked) {
+  OpenStore(2);
+  auto spill = std::make_shared<BodySpill>();
+  std::string body;
+  for (int i = 0; i < 20; ++i) {
+    std::string piece(100000, static_cast<char>('a' + i));
+    body += piece;
+    std::optional<farm::Status> written;
+    store_->AppendSpill(spill, piece, [&](farm::Status s) { written = s; });
+    RunUntil([&] { return written.has_value(); });
+    ASSERT_TRUE(written->ok()) << written->message();
+  }
+  EXPECT_EQ(spill->size, body.size());
+  // The spill file has no name: spool/tmp/ shows nothing of it.
+  EXPECT_EQ(CountFiles(spool_ + "/tmp"), 0);
+  std::weak_ptr<BodySpill> watch = spill;
+  std::optional<farm::StatusOr<SpoolStore::Created>> got;
+  store_->CreateFromSpill(Envelope(), std::move(spill),
+                          [&](auto r) { got = std::move(r); });
+  RunUntil([&] { return got.has_value(); });
+  ASSERT_TRUE(got->ok()) << got->status().message();
+  EXPECT_TRUE(watch.expired()) << "the store kept the spill file";
+  auto file = ReadQueueFile((*got)->path);  // verifies the body checksum
+  ASSERT_TRUE(file.ok()) << file.status().message();
+  EXPECT_EQ(file->envelope.body_size(), body.size());
+  EXPECT_EQ(ReadWhole((*got)->path).substr((*got)->body_offset), body);
+  EXPECT_EQ(store_->stats().fs_syncs, 1u);  // the same durable commit
+}
+
+TEST_F(SpoolStoreTest, SpillOnAFullDiskFailsAndLeavesNothing) {
+  OpenStore();
+  auto spill = std::make_shared<BodySpill>();
+  std::optional<farm::Status> written;
+  store_->AppendSpill(spill, std::string(300000, 'x'),
+                      [&](farm::Status s) { written = s; });
+  RunUntil([&] { return written.has_value(); });
+  ASSERT_TRUE(written->ok()) << written->message();
+  env_.no_space = true;
+  written.reset();
+  store_->AppendSpill(spill, std::string(300000, 'y'),
+                      [&](farm::Status s) { written = s; });
+  RunUntil([&] { return written.has_value(); });
+  EXPECT_EQ(written->code(), farm::Status::Code::kNoSpace);
+  // The copy into the queue file fails the same way, and nothing is left.
+  std::optional<farm::StatusOr<SpoolStore::Created>> got;
+  store_->CreateFromSpill(Envelope(), std::move(spill),
+                          [&](auto r) { got = std::move(r); });
+  RunUntil([&] { return got.has_value(); });
+  ASSERT_FALSE(got->ok());
+  EXPECT_EQ(got->status().code(), farm::Status::Code::kNoSpace);
+  EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
+  EXPECT_EQ(CountFiles(spool_ + "/tmp"), 0);
 }
 
 TEST_F(SpoolStoreTest, FailedSyncfsFailsTheWholeBatch) {
@@ -1122,6 +1188,36 @@ TEST_F(JournaledSpoolTest, JournalTurnedOffAfterACrashIsStillRead) {
   EXPECT_FALSE(std::filesystem::exists(spool_ + "/journal"));
   // Had that removal been lost, the empty file left holds nothing to redo.
   EXPECT_GE(env_.dir_syncs.load(), 1);  // Discard's fsync of the journal
+}
+
+// A spilled body is never journaled (the journal copies bytes it holds in
+// memory): its create is made durable by a syncfs and a checkpoint, so a
+// crash cannot leave it to a journal that lacks its bytes.
+TEST_F(JournaledSpoolTest, SpilledBodyGoesThroughSyncfs) {
+  OpenStore();
+  GroupCommitStats before = store_->stats();
+  auto spill = std::make_shared<BodySpill>();
+  std::optional<farm::Status> written;
+  store_->AppendSpill(spill, std::string(400000, 's'),
+                      [&](farm::Status s) { written = s; });
+  RunUntil([&] { return written.has_value(); });
+  ASSERT_TRUE(written->ok()) << written->message();
+  std::optional<farm::StatusOr<SpoolStore::Created>> got;
+  store_->CreateFromSpill(Envelope(), std::move(spill),
+                          [&](auto r) { got = std::move(r); });
+  RunUntil([&] { return got.has_value(); });
+  ASSERT_TRUE(got->ok()) << got->status().message();
+  GroupCommitStats after = store_->stats();
+  EXPECT_EQ(after.journal_syncs, before.journal_syncs);
+  EXPECT_EQ(after.fs_syncs, before.fs_syncs + 1);
+  EXPECT_EQ(after.checkpoints, before.checkpoints + 1);
+  // Reopened as after a crash: the file is what was acknowledged.
+  std::string path = (*got)->path;
+  store_.reset();
+  OpenStore();
+  auto file = ReadQueueFile(path);
+  ASSERT_TRUE(file.ok()) << file.status().message();
+  EXPECT_EQ(file->envelope.body_size(), 400000u);
 }
 
 TEST_F(JournaledSpoolTest, LargeMessageAndFullJournalGoThroughSyncfs) {

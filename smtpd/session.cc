@@ -581,7 +581,9 @@ void Session::ReplyVerdict(const farm::StatusOr<SinkReply>& reply,
       Reply("250 2.0.0 Ok: queued as " + Printable(r.qid));
       break;
     case SinkReply::Kind::kTempFail:
-      Reply("451 " +
+      // 452 for a full queue (4.3.1), as Postfix says "452 4.3.1
+      // Insufficient system storage"; 451 for any other local problem.
+      Reply((r.dsn == "4.3.1" ? "452 " : "451 ") +
             (r.dsn.rfind("4.", 0) != 0 ? std::string("4.3.0")
                                        : Printable(r.dsn)) +
             " " +

@@ -49,10 +49,12 @@ class InjectTest(unittest.TestCase):
         self.assertTrue(body.startswith(b"Received: from c.test ([127.0.0.1])\r\n"), body)
         self.assertTrue(body.endswith(b"\r\nSubject: 2\r\n\r\nmessage 2\r\n"), body)
 
-    def test_tempfail_gives_451(self):
+    def test_storage_tempfail_gives_452(self):
+        # The scheduler's 4.3.1 (insufficient system storage) is Postfix's
+        # "452 4.3.1"; any other tempfail stays 451.
         server = self.start("tempfail")
         code, lines = self.send_message(self.session(server))
-        self.assertEqual(code, 451)
+        self.assertEqual(code, 452)
         self.assertIn("4.3.1", lines[0])
 
     def test_reject_gives_554(self):
