@@ -271,6 +271,22 @@ class SpoolStoreTest : public ::testing::Test {
       event_base_loop(base_, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(500);
     ASSERT_TRUE(pred());
   }
+  farm::Status AppendSpillOne(const std::shared_ptr<BodySpill>& spill,
+                              std::string data) {
+    std::optional<farm::Status> written;
+    store_->AppendSpill(spill, std::move(data),
+                        [&](farm::Status s) { written = s; });
+    RunUntil([&] { return written.has_value(); });
+    return *written;
+  }
+  farm::StatusOr<SpoolStore::Created> CreateFromSpillOne(
+      std::shared_ptr<BodySpill> spill) {
+    std::optional<farm::StatusOr<SpoolStore::Created>> got;
+    store_->CreateFromSpill(Envelope(), std::move(spill),
+                            [&](auto r) { got = std::move(r); });
+    RunUntil([&] { return got.has_value(); });
+    return std::move(*got);
+  }
   farm::StatusOr<SpoolStore::Created> CreateOne(std::string body) {
     std::optional<farm::StatusOr<SpoolStore::Created>> got;
     store_->Create(Envelope(), std::move(body),
@@ -381,49 +397,34 @@ TEST_F(SpoolStoreTest, SpilledBodyIsCreatedWholeAndChecked) {
   for (int i = 0; i < 20; ++i) {
     std::string piece(100000, static_cast<char>('a' + i));
     body += piece;
-    std::optional<farm::Status> written;
-    store_->AppendSpill(spill, piece, [&](farm::Status s) { written = s; });
-    RunUntil([&] { return written.has_value(); });
-    ASSERT_TRUE(written->ok()) << written->message();
+    farm::Status written = AppendSpillOne(spill, piece);
+    ASSERT_TRUE(written.ok()) << written.message();
   }
   EXPECT_EQ(spill->size, body.size());
   // The spill file has no name: spool/tmp/ shows nothing of it.
   EXPECT_EQ(CountFiles(spool_ + "/tmp"), 0);
   std::weak_ptr<BodySpill> watch = spill;
-  std::optional<farm::StatusOr<SpoolStore::Created>> got;
-  store_->CreateFromSpill(Envelope(), std::move(spill),
-                          [&](auto r) { got = std::move(r); });
-  RunUntil([&] { return got.has_value(); });
-  ASSERT_TRUE(got->ok()) << got->status().message();
+  auto got = CreateFromSpillOne(std::move(spill));
+  ASSERT_TRUE(got.ok()) << got.status().message();
   EXPECT_TRUE(watch.expired()) << "the store kept the spill file";
-  auto file = ReadQueueFile((*got)->path);  // verifies the body checksum
+  auto file = ReadQueueFile(got->path);  // verifies the body checksum
   ASSERT_TRUE(file.ok()) << file.status().message();
   EXPECT_EQ(file->envelope.body_size(), body.size());
-  EXPECT_EQ(ReadWhole((*got)->path).substr((*got)->body_offset), body);
+  EXPECT_EQ(ReadWhole(got->path).substr(got->body_offset), body);
   EXPECT_EQ(store_->stats().fs_syncs, 1u);  // the same durable commit
 }
 
 TEST_F(SpoolStoreTest, SpillOnAFullDiskFailsAndLeavesNothing) {
   OpenStore();
   auto spill = std::make_shared<BodySpill>();
-  std::optional<farm::Status> written;
-  store_->AppendSpill(spill, std::string(300000, 'x'),
-                      [&](farm::Status s) { written = s; });
-  RunUntil([&] { return written.has_value(); });
-  ASSERT_TRUE(written->ok()) << written->message();
+  ASSERT_TRUE(AppendSpillOne(spill, std::string(300000, 'x')).ok());
   env_.no_space = true;
-  written.reset();
-  store_->AppendSpill(spill, std::string(300000, 'y'),
-                      [&](farm::Status s) { written = s; });
-  RunUntil([&] { return written.has_value(); });
-  EXPECT_EQ(written->code(), farm::Status::Code::kNoSpace);
+  EXPECT_EQ(AppendSpillOne(spill, std::string(300000, 'y')).code(),
+            farm::Status::Code::kNoSpace);
   // The copy into the queue file fails the same way, and nothing is left.
-  std::optional<farm::StatusOr<SpoolStore::Created>> got;
-  store_->CreateFromSpill(Envelope(), std::move(spill),
-                          [&](auto r) { got = std::move(r); });
-  RunUntil([&] { return got.has_value(); });
-  ASSERT_FALSE(got->ok());
-  EXPECT_EQ(got->status().code(), farm::Status::Code::kNoSpace);
+  auto got = CreateFromSpillOne(std::move(spill));
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), farm::Status::Code::kNoSpace);
   EXPECT_EQ(CountFiles(spool_ + "/queue"), 0);
   EXPECT_EQ(CountFiles(spool_ + "/tmp"), 0);
 }
@@ -1197,22 +1198,15 @@ TEST_F(JournaledSpoolTest, SpilledBodyGoesThroughSyncfs) {
   OpenStore();
   GroupCommitStats before = store_->stats();
   auto spill = std::make_shared<BodySpill>();
-  std::optional<farm::Status> written;
-  store_->AppendSpill(spill, std::string(400000, 's'),
-                      [&](farm::Status s) { written = s; });
-  RunUntil([&] { return written.has_value(); });
-  ASSERT_TRUE(written->ok()) << written->message();
-  std::optional<farm::StatusOr<SpoolStore::Created>> got;
-  store_->CreateFromSpill(Envelope(), std::move(spill),
-                          [&](auto r) { got = std::move(r); });
-  RunUntil([&] { return got.has_value(); });
-  ASSERT_TRUE(got->ok()) << got->status().message();
+  ASSERT_TRUE(AppendSpillOne(spill, std::string(400000, 's')).ok());
+  auto got = CreateFromSpillOne(std::move(spill));
+  ASSERT_TRUE(got.ok()) << got.status().message();
   GroupCommitStats after = store_->stats();
   EXPECT_EQ(after.journal_syncs, before.journal_syncs);
   EXPECT_EQ(after.fs_syncs, before.fs_syncs + 1);
   EXPECT_EQ(after.checkpoints, before.checkpoints + 1);
   // Reopened as after a crash: the file is what was acknowledged.
-  std::string path = (*got)->path;
+  std::string path = got->path;
   store_.reset();
   OpenStore();
   auto file = ReadQueueFile(path);
