@@ -64,6 +64,10 @@ void ResolveAllPaths(Config* c) {
     ResolveInPlace(c->mutable_smtpd()->mutable_tls_cert_file());
   if (c->smtpd().has_tls_key_file())
     ResolveInPlace(c->mutable_smtpd()->mutable_tls_key_file());
+  if (c->smtpd().has_sasl_path() &&
+      c->smtpd().sasl_path().rfind("inet:", 0) != 0) {
+    ResolveInPlace(c->mutable_smtpd()->mutable_sasl_path());
+  }
   if (c->has_filter_rules()) {
     auto* rules = c->mutable_filter_rules();
     for (auto& key : *rules->mutable_dkim()) {
@@ -185,6 +189,25 @@ Status ValidateConfig(const Config& config) {
       return Status::Invalid("smtpd listener port " +
                              std::to_string(listener.port()) +
                              " is out of range");
+    }
+    if (listener.mode() != mailfarm::config::Listener::SMTP) {
+      const auto& smtpd = config.smtpd();
+      std::string where = "smtpd listener port " +
+                          std::to_string(listener.port()) + " (" +
+                          mailfarm::config::Listener::Mode_Name(
+                              listener.mode()) +
+                          ")";
+      if (!smtpd.has_tls_cert_file() || !smtpd.has_tls_key_file())
+        return Status::Invalid(where + " needs smtpd.tls_cert_file and "
+                                      "smtpd.tls_key_file");
+      if (smtpd.sasl_path().empty())
+        return Status::Invalid(where + " needs smtpd.sasl_path (Dovecot's "
+                                      "auth-client socket)");
+      if (listener.mode() == mailfarm::config::Listener::SUBMISSIONS &&
+          listener.proxy_protocol()) {
+        return Status::Invalid(where + ": proxy_protocol with implicit TLS "
+                                      "is not supported");
+      }
     }
   }
   for (const auto& channel : config.channel()) {

@@ -25,6 +25,8 @@ farm::Status InjectSink::Begin(const Envelope& envelope) {
   client->set_port(envelope.client.port);
   client->set_protocol(envelope.client.protocol);
   client->set_tls(envelope.client.tls);
+  client->set_sasl_method(envelope.client.sasl_method);
+  client->set_sasl_username(envelope.client.sasl_username);
 
   bool reused = client_ != nullptr;
   if (!reused) MAILFARM_RETURN_IF_ERROR(Connect());

@@ -42,6 +42,18 @@ DESCRIPTION
     accepted only from smtpd.proxy_networks; the client address it carries is
     used for relay control and the Received: header.
 
+    A listener's mode SUBMISSION (port 587) requires STARTTLS before AUTH and
+    MAIL and AUTH before MAIL; SUBMISSIONS (port 465) starts TLS before the
+    banner and requires AUTH. AUTH PLAIN/LOGIN (whatever Dovecot offers) is
+    checked by Dovecot's auth service at smtpd.sasl_path; authenticated
+    clients may relay.
+
+    Per-client limits shared by all children (Postfix's anvil): concurrent
+    sessions (default half of max_children), connection, message and
+    recipient rates; over a limit "421 4.7.0" at connect or "450 4.7.1" at
+    MAIL/RCPT. Idle clients get a short timeout while the farm is near
+    max_children; every session ends after smtpd.max_session_ms.
+
     SIGHUP re-reads the config (not the listeners) and restarts the children
     gracefully; SIGTERM stops the farm. Usually started by mailfarmd.
 
@@ -106,6 +118,16 @@ int main(int argc, char** argv) {
   // The manager swaps the settings on SIGHUP; children forked afterwards get
   // the new ones.
   std::shared_ptr<const smtpd::SmtpdSettings> current = *settings;
+  // One table of per-client counters for every child, mapped before the
+  // first fork; its session cells are indexed by scoreboard slot (the farm
+  // has max_children * 2 + 2 of them).
+  auto anvil = smtpd::AnvilTable::Create(
+      static_cast<int>(spec.pool.max_children()) * 2 + 2);
+  if (!anvil.ok()) {
+    LOG(ERROR) << "smtpd: " << anvil.status().message();
+    return farm::kExitOsErr;
+  }
+  smtpd::AnvilTable* anvil_table = anvil->get();
   spec.reload = [&current] {
     auto fresh_config = farm::LoadConfig(FLAGS_config);
     if (!fresh_config.ok()) {
@@ -123,7 +145,7 @@ int main(int argc, char** argv) {
   };
   return farm::RunFarm(
       std::move(spec),
-      [&current]() -> std::unique_ptr<farm::ConnectionHandler> {
-        return std::make_unique<smtpd::SmtpdHandler>(current);
+      [&current, anvil_table]() -> std::unique_ptr<farm::ConnectionHandler> {
+        return std::make_unique<smtpd::SmtpdHandler>(current, anvil_table);
       });
 }

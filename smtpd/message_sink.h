@@ -20,6 +20,8 @@ struct ClientIdentity {
   int port = 0;
   std::string protocol;  // "SMTP", "ESMTP", "ESMTPS", "UTF8SMTP", "UTF8SMTPS"
   std::string tls;       // "TLSv1.3 TLS_AES_256_GCM_SHA384" or empty
+  std::string sasl_method;    // SMTP AUTH mechanism; empty without AUTH
+  std::string sasl_username;  // the authenticated user
 };
 
 struct Envelope {

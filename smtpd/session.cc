@@ -33,17 +33,6 @@ bool InDomainList(const std::vector<std::string>& list,
   });
 }
 
-// Text from elsewhere (the scheduler) must not break the reply line.
-std::string Printable(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    unsigned char u = c;
-    out.push_back(u < 32 || u == 127 ? ' ' : c);
-  }
-  return out;
-}
-
 std::string AddressLiteral(const std::string& address) {
   if (address.find(':') != std::string::npos) return "[IPv6:" + address + "]";
   return "[" + address + "]";
@@ -84,6 +73,8 @@ void Session::Run() {
     return;
   }
   client_trusted_ = options_.trusted_networks.Contains(client_.address);
+  if (!AdmitClient()) return;
+  if (options_.implicit_tls && !StartImplicitTls()) return;
   Reply("220 " + options_.hostname + " " + options_.banner);
   while (true) {
     std::string line;
@@ -185,7 +176,8 @@ void Session::Consume(size_t n) {
   if (in_begin_ == in_end_) in_begin_ = in_end_ = 0;
 }
 
-Session::LineStatus Session::ReadCommandLine(std::string* line) {
+Session::LineStatus Session::ReadCommandLine(std::string* line,
+                                             size_t max_len) {
   bool too_long = false;
   while (true) {
     const char* start = in_.data() + in_begin_;
@@ -193,20 +185,20 @@ Session::LineStatus Session::ReadCommandLine(std::string* line) {
         static_cast<const char*>(std::memchr(start, '\n', Buffered()));
     if (lf != nullptr) {
       size_t len = lf - start + 1;  // with the LF
-      if (!too_long && len <= kMaxCommandLine) {
+      if (!too_long && len <= max_len) {
         line->assign(start, len - 1);
         if (!line->empty() && line->back() == '\r') line->pop_back();
       }
       Consume(len);
-      return too_long || len > kMaxCommandLine ? LineStatus::kTooLong
+      return too_long || len > max_len ? LineStatus::kTooLong
                                                : LineStatus::kLine;
     }
-    if (Buffered() >= kMaxCommandLine) {
+    if (Buffered() >= max_len) {
       // Over the limit: drop what we have and skip to the end of the line.
       too_long = true;
       Consume(Buffered());
     }
-    farm::Status s = Fill(options_.command_timeout_ms);
+    farm::Status s = WaitForCommand();
     if (!s.ok()) {
       if (s.code() == farm::Status::Code::kTempFail)
         return LineStatus::kTimeout;
@@ -245,6 +237,7 @@ void Session::ResetTransaction() {
 std::string Session::Protocol() const {
   std::string p = envelope_.smtputf8 ? "UTF8SMTP" : (esmtp_ ? "ESMTP" : "SMTP");
   if (tls_active_) p += "S";
+  if (!auth_user_.empty()) p += "A";  // RFC 3848
   return p;
 }
 
@@ -263,6 +256,8 @@ bool Session::HandleCommand(std::string_view line) {
       return Data(cmd.args);
     case Verb::kStartTls:
       return StartTls(cmd.args);
+    case Verb::kAuth:
+      return Auth(cmd.args);
     case Verb::kRset:
       if (!cmd.args.empty()) {
         ReplyError("501 5.5.4 Syntax: RSET");
@@ -322,6 +317,7 @@ bool Session::Helo(std::string_view args, bool extended) {
   Reply("250-ENHANCEDSTATUSCODES");
   Reply("250-8BITMIME");
   if (!tls_active_ && transport_->CanStartTls()) Reply("250-STARTTLS");
+  if (std::string auth = AuthKeyword(); !auth.empty()) Reply("250-" + auth);
   Reply("250 SMTPUTF8");
   return true;
 }
@@ -335,6 +331,7 @@ bool Session::Mail(std::string_view args) {
     ReplyError("503 5.5.1 Error: nested MAIL command");
     return true;
   }
+  if (!SubmissionPolicyAllows(true) || !CountMessage()) return true;
   PathArgs path;
   switch (ParsePathArgs(args, "FROM:", true, true, &path)) {
     case PathError::kNone:
@@ -376,6 +373,8 @@ bool Session::Mail(std::string_view args) {
       }
     } else if (key == "SMTPUTF8" && value.empty()) {
       env.smtputf8 = true;
+    } else if (key == "AUTH" && options_.offer_auth) {
+      // RFC 4954 5: the submitter's identity; a server may ignore it.
     } else {
       ReplyError("555 5.5.4 Unsupported option: " + Printable(key));
       return true;
@@ -393,7 +392,7 @@ bool Session::Mail(std::string_view args) {
 }
 
 bool Session::RelayAllowed(const std::string& mailbox) const {
-  if (client_trusted_) return true;
+  if (client_trusted_ || !auth_user_.empty()) return true;
   // Routing tricks in the local part ("a%b@local", "b!a@local",
   // "\"a@b\"@local") must not turn a local domain into a relay.
   std::string_view local = LocalPartOf(mailbox);
@@ -449,6 +448,7 @@ bool Session::Rcpt(std::string_view args) {
                ">: Relay access denied");
     return true;
   }
+  if (!CountRecipient()) return true;
   envelope_.recipients.push_back(std::move(path.mailbox));
   Reply("250 2.1.5 Ok");
   return true;
@@ -458,6 +458,8 @@ std::string Session::ReceivedHeader() const {
   TlsInfo tls = transport_->tls_info();
   std::string h = "Received: from " + helo_ + " (" +
                   AddressLiteral(client_.address) + ")\r\n";
+  if (!auth_user_.empty())
+    h += "\t(Authenticated sender: " + Printable(auth_user_) + ")\r\n";
   h += "\tby " + options_.hostname + " (mailfarm) with " + Protocol();
   if (tls_active_ && !tls.protocol.empty()) {
     h += "\r\n\t(using " + tls.protocol + " with cipher " + tls.cipher + " (" +
@@ -489,7 +491,8 @@ bool Session::Data(std::string_view args) {
   TlsInfo tls = transport_->tls_info();
   envelope_.client =
       ClientIdentity{helo_, client_.address, client_.port, Protocol(),
-                     tls_active_ ? tls.protocol + " " + tls.cipher : ""};
+                     tls_active_ ? tls.protocol + " " + tls.cipher : "",
+                     auth_method_, auth_user_};
   farm::Status begin = sink_->Begin(envelope_);
   if (!begin.ok()) {
     LOG(WARNING) << "queue unavailable for a message from " << client_.address
@@ -574,7 +577,12 @@ void Session::ReplyVerdict(const farm::StatusOr<SinkReply>& reply,
   switch (r.kind) {
     case SinkReply::Kind::kAccepted:
       ++messages_accepted_;
-      LOG(INFO) << r.qid << ": client=[" << client_.address << "], from=<"
+      LOG(INFO) << r.qid << ": client=[" << client_.address << "]"
+                << (auth_user_.empty() ? ""
+                                       : ", sasl_method=" + auth_method_ +
+                                             ", sasl_username=" +
+                                             Printable(auth_user_))
+                << ", from=<"
                 << envelope_.sender
                 << ">, nrcpt=" << envelope_.recipients.size()
                 << ", size=" << size;
@@ -639,6 +647,8 @@ bool Session::StartTls(std::string_view args) {
   tls_active_ = true;
   helo_.clear();
   esmtp_ = false;
+  auth_user_.clear();
+  auth_method_.clear();
   ResetTransaction();
   return true;
 }

@@ -15,8 +15,10 @@
 
 #include "farm/status.h"
 #include "smtpd/cidr.h"
+#include "smtpd/client_limits.h"
 #include "smtpd/data_reader.h"
 #include "smtpd/message_sink.h"
+#include "smtpd/sasl_server.h"
 #include "smtpd/smtp_command.h"
 #include "smtpd/transport.h"
 
@@ -40,6 +42,18 @@ struct SessionOptions {
   // and only peers in proxy_networks may send one.
   bool proxy_protocol = false;
   CidrList proxy_networks;
+  // Submission listeners (session_submission.cc). implicit_tls: the TLS
+  // handshake comes before the banner (port 465). require_tls: AUTH and MAIL
+  // only after STARTTLS (port 587). offer_auth: AUTH through the SaslServer
+  // set with set_sasl(). require_auth: MAIL only after AUTH.
+  bool implicit_tls = false;
+  bool require_tls = false;
+  bool offer_auth = false;
+  bool require_auth = false;
+  // With client limits set (session_limits.cc): a session's whole lifetime,
+  // and the idle timeout between commands while the farm is under stress.
+  int max_session_ms = 3600000;
+  int stress_command_timeout_ms = 10000;
   // For tests: the clock used in Received headers.
   std::function<time_t()> now = [] { return ::time(nullptr); };
 };
@@ -75,6 +89,15 @@ class Session {
     activity_ = std::move(hook);
   }
 
+  // The SMTP AUTH back end for listeners with offer_auth; must outlive the
+  // session. Without one AUTH is not offered.
+  void set_sasl(SaslServer* sasl) { sasl_ = sasl; }
+  // The per-client limits (anvil); must outlive the session. Without them
+  // nothing is limited per client and no stress timeout applies.
+  void set_client_limits(ClientLimits* limits) { limits_ = limits; }
+  // The user the client authenticated as; empty when it did not.
+  const std::string& auth_user() const { return auth_user_; }
+
   // Builds the Received: header line(s) for a message (exposed for tests).
   std::string ReceivedHeader() const;
 
@@ -82,7 +105,8 @@ class Session {
   enum class LineStatus { kLine, kTooLong, kTimeout, kClosed, kError };
 
   bool ReadProxyHeader();
-  LineStatus ReadCommandLine(std::string* line);
+  LineStatus ReadCommandLine(std::string* line,
+                             size_t max_len = kMaxCommandLine);
   farm::Status Fill(int timeout_ms);
   void Consume(size_t n);
   size_t Buffered() const { return in_end_ - in_begin_; }
@@ -94,6 +118,29 @@ class Session {
   bool Rcpt(std::string_view args);
   bool Data(std::string_view args);
   bool StartTls(std::string_view args);
+
+  // Per-client limits (session_limits.cc). Each replies and returns false
+  // when over a limit.
+  bool AdmitClient();
+  bool CountMessage();
+  bool CountRecipient();
+  void LogLimit(const LimitExceeded& over);
+  // Waits for more command input: the command timeout, shortened while the
+  // farm is under stress, and never past the session's deadline.
+  farm::Status WaitForCommand();
+
+  // Submission (session_submission.cc).
+  bool StartImplicitTls();
+  // Replies 530 and returns false when the listener's policy refuses `what`
+  // (MAIL or AUTH) before STARTTLS or, for MAIL, before AUTH.
+  bool SubmissionPolicyAllows(bool is_mail);
+  // The EHLO keyword "AUTH PLAIN LOGIN", or empty when AUTH is not offered.
+  std::string AuthKeyword();
+  bool Auth(std::string_view args);
+  // Runs the exchange from the back end's first answer; false when the
+  // session must end.
+  bool AuthExchange(const std::string& mechanism,
+                    farm::StatusOr<SaslStep> step);
   // Reads the message into the sink until <CRLF>.<CRLF>; false when the
   // session ended (timeout, EOF). *sink_status keeps the first sink error.
   bool ReceiveBody(DataReader* reader, farm::Status* sink_status);
@@ -129,6 +176,11 @@ class Session {
   bool tls_active_ = false;
   bool client_trusted_ = false;
   uint32_t errors_ = 0;
+  SaslServer* sasl_ = nullptr;
+  ClientLimits* limits_ = nullptr;
+  int64_t started_ms_ = 0;  // steady clock, for max_session_ms
+  std::string auth_user_;    // set by a successful AUTH
+  std::string auth_method_;  // its mechanism
   int messages_accepted_ = 0;
   std::string end_reason_;
 

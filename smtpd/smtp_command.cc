@@ -164,6 +164,16 @@ bool ParseParams(std::string_view rest, PathArgs* out) {
 
 }  // namespace
 
+std::string Printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    unsigned char u = c;
+    out.push_back(u < 32 || u == 127 ? ' ' : c);
+  }
+  return out;
+}
+
 Command ParseCommand(std::string_view line) {
   static const struct {
     const char* name;
@@ -177,7 +187,7 @@ Command ParseCommand(std::string_view line) {
       {"STARTTLS", Verb::kStartTls},   {"EXPN", Verb::kNotImplemented},
       {"TURN", Verb::kNotImplemented}, {"ETRN", Verb::kNotImplemented},
       {"ATRN", Verb::kNotImplemented}, {"BDAT", Verb::kNotImplemented},
-      {"AUTH", Verb::kNotImplemented}, {"SEND", Verb::kNotImplemented},
+      {"AUTH", Verb::kAuth}, {"SEND", Verb::kNotImplemented},
       {"SOML", Verb::kNotImplemented}, {"SAML", Verb::kNotImplemented},
   };
   Command cmd;

@@ -24,8 +24,8 @@ enum class Verb {
   kHelp,
   kVrfy,
   kStartTls,
-  kNotImplemented,  // a known SMTP verb we do not offer (EXPN, TURN, BDAT,
-                    // AUTH...)
+  kAuth,
+  kNotImplemented,  // a known SMTP verb we do not offer (EXPN, TURN, BDAT...)
   kUnknown,
 };
 
@@ -59,6 +59,9 @@ enum class PathError {
 PathError ParsePathArgs(std::string_view args, std::string_view keyword,
                         bool allow_null, bool utf8, PathArgs* out);
 
+// `text` with control characters replaced by spaces: text from elsewhere (the
+// scheduler, the auth service, the client) must not break a reply or log line.
+std::string Printable(std::string_view text);
 // True when `text` has a byte >= 0x80 (needs SMTPUTF8).
 bool HasNonAscii(std::string_view text);
 // True when `text` is well-formed UTF-8 (no overlongs, no surrogates).

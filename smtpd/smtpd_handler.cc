@@ -6,6 +6,8 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <optional>
+
 #include "smtpd/session.h"
 #include "smtpd/socket_transport.h"
 
@@ -43,24 +45,36 @@ bool IsWildcard(const std::string& address) {
 
 }  // namespace
 
-SmtpdHandler::SmtpdHandler(std::shared_ptr<const SmtpdSettings> settings)
+SmtpdHandler::SmtpdHandler(std::shared_ptr<const SmtpdSettings> settings,
+                           AnvilTable* anvil)
     : settings_(std::move(settings)),
       sink_(settings_->inject_socket, settings_->max_frame_bytes,
-            settings_->inject_timeout_ms) {}
-
-bool SmtpdHandler::ArrivedOnProxyListener(int fd) const {
-  PeerAddress local;
-  if (!SocketAddress(fd, false, &local)) return false;
-  auto local_ip = IpAddress::Parse(local.address);
+            settings_->inject_timeout_ms),
+      anvil_(anvil) {
   for (const ListenerSettings& l : settings_->listeners) {
+    listener_options_.push_back(OptionsForListener(
+        l.proxy_protocol ? settings_->proxy_session : settings_->session, l));
+  }
+  if (!settings_->sasl_path.empty()) {
+    sasl_ = std::make_unique<DovecotSasl>(settings_->sasl_path,
+                                          settings_->sasl_timeout_ms);
+  }
+}
+
+int SmtpdHandler::ListenerIndex(int fd) const {
+  PeerAddress local;
+  if (!SocketAddress(fd, false, &local)) return -1;
+  auto local_ip = IpAddress::Parse(local.address);
+  for (size_t i = 0; i < settings_->listeners.size(); ++i) {
+    const ListenerSettings& l = settings_->listeners[i];
     if (l.port != local.port) continue;
     auto ip = IpAddress::Parse(l.address);
     if (IsWildcard(l.address) ||
         (ip && local_ip && ip->bytes == local_ip->bytes)) {
-      return l.proxy_protocol;
+      return static_cast<int>(i);
     }
   }
-  return false;
+  return -1;
 }
 
 void SmtpdHandler::Serve(farm::UniqueFd conn, farm::ChildContext& ctx) {
@@ -70,11 +84,17 @@ void SmtpdHandler::Serve(farm::UniqueFd conn, farm::ChildContext& ctx) {
     ctx.JobDone();
     return;  // the client left before we looked
   }
-  bool proxy = ArrivedOnProxyListener(conn.get());
+  int listener = ListenerIndex(conn.get());
   const SessionOptions& options =
-      proxy ? settings_->proxy_session : settings_->session;
+      listener < 0 ? settings_->session : listener_options_[listener];
   SocketTransport transport(std::move(conn), settings_->tls);
   Session session(options, &transport, &sink_, peer);
+  session.set_sasl(sasl_.get());
+  std::optional<AnvilClient> limits;
+  if (anvil_ != nullptr) {
+    limits.emplace(anvil_, ctx.slot(), settings_->anvil);
+    session.set_client_limits(&*limits);
+  }
   session.set_activity_hook([&ctx](bool busy) {
     if (busy) {
       ctx.MarkBusy();

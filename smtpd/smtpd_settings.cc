@@ -31,7 +31,29 @@ farm::StatusOr<CidrList> Networks(
   return list;
 }
 
+ListenerMode ModeOf(mailfarm::config::Listener::Mode mode) {
+  switch (mode) {
+    case mailfarm::config::Listener::SUBMISSION:
+      return ListenerMode::kSubmission;
+    case mailfarm::config::Listener::SUBMISSIONS:
+      return ListenerMode::kSubmissions;
+    default:
+      return ListenerMode::kSmtp;
+  }
+}
+
 }  // namespace
+
+SessionOptions OptionsForListener(const SessionOptions& base,
+                                  const ListenerSettings& listener) {
+  SessionOptions options = base;
+  bool submission = listener.mode != ListenerMode::kSmtp;
+  options.implicit_tls = listener.mode == ListenerMode::kSubmissions;
+  options.require_tls = listener.mode == ListenerMode::kSubmission;
+  options.offer_auth = submission;
+  options.require_auth = submission;
+  return options;
+}
 
 farm::StatusOr<std::shared_ptr<const SmtpdSettings>> BuildSettings(
     const farm::Config& config) {
@@ -47,6 +69,10 @@ farm::StatusOr<std::shared_ptr<const SmtpdSettings>> BuildSettings(
       static_cast<int>(std::max<uint32_t>(1, c.command_timeout_ms()));
   s.data_timeout_ms =
       static_cast<int>(std::max<uint32_t>(1, c.data_timeout_ms()));
+  s.max_session_ms =
+      static_cast<int>(std::max<uint32_t>(1, c.max_session_ms()));
+  s.stress_command_timeout_ms =
+      static_cast<int>(std::max<uint32_t>(1, c.stress_command_timeout_ms()));
   s.local_domains = LowerDomains(config.routing().local_domains());
   s.relay_domains = LowerDomains(config.routing().relay_domains());
   auto trusted = Networks(c.trusted_networks(), "trusted_networks");
@@ -85,7 +111,8 @@ farm::StatusOr<std::shared_ptr<const SmtpdSettings>> BuildSettings(
           "balancers allowed to send PROXY headers)");
     }
     settings->listeners.push_back(
-        {l.address(), static_cast<int>(l.port()), l.proxy_protocol()});
+        {l.address(), static_cast<int>(l.port()), l.proxy_protocol(),
+         ModeOf(l.mode())});
   }
   settings->proxy_session = s;
   settings->proxy_session.proxy_protocol = true;
@@ -101,6 +128,21 @@ farm::StatusOr<std::shared_ptr<const SmtpdSettings>> BuildSettings(
       return farm::Status::Invalid("smtpd: " + tls.status().message());
     settings->tls = std::move(*tls);
   }
+  AnvilLimits& anvil = settings->anvil;
+  uint32_t max_children = std::max<uint32_t>(1, c.farm().max_children());
+  anvil.concurrency = c.client_connection_count_limit() > 0
+                          ? c.client_connection_count_limit()
+                          : std::max<uint32_t>(1, max_children / 2);
+  anvil.connection_rate = c.client_connection_rate_limit();
+  anvil.message_rate = c.client_message_rate_limit();
+  anvil.recipient_rate = c.client_recipient_rate_limit();
+  anvil.rate_unit_ms =
+      int64_t{1000} * std::max<uint32_t>(1, c.anvil_rate_time_unit_s());
+  // "Near max_children": four in five children hold a session.
+  anvil.stress_sessions = std::max<uint32_t>(1, max_children * 4 / 5);
+  settings->sasl_path = c.sasl_path();
+  settings->sasl_timeout_ms =
+      static_cast<int>(std::max<uint32_t>(1, c.sasl_timeout_ms()));
   settings->inject_socket = farm::InjectSocketPath(config);
   settings->max_frame_bytes = config.scheduler().max_frame_bytes();
   settings->inject_timeout_ms =

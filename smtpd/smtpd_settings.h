@@ -11,16 +11,27 @@
 
 #include "farm/config.h"
 #include "farm/status.h"
+#include "smtpd/anvil.h"
 #include "smtpd/session.h"
 #include "smtpd/socket_transport.h"
 
 namespace smtpd {
 
+// What a listener serves (config Listener.mode).
+enum class ListenerMode { kSmtp, kSubmission, kSubmissions };
+
 struct ListenerSettings {
   std::string address;
   int port = 0;
   bool proxy_protocol = false;
+  ListenerMode mode = ListenerMode::kSmtp;
 };
+
+// The session options of a connection that arrived on `listener`: `base`
+// (SmtpdSettings::session or proxy_session) with the listener mode's
+// submission policy.
+SessionOptions OptionsForListener(const SessionOptions& base,
+                                  const ListenerSettings& listener);
 
 struct SmtpdSettings {
   SessionOptions session;        // for listeners without PROXY protocol
@@ -30,6 +41,9 @@ struct SmtpdSettings {
   std::string inject_socket;
   size_t max_frame_bytes = 1 << 20;
   int inject_timeout_ms = 120000;
+  AnvilLimits anvil;      // per-client limits
+  std::string sasl_path;  // Dovecot auth service; empty: no AUTH anywhere
+  int sasl_timeout_ms = 30000;
 };
 
 // Builds and checks the settings. Refuses what would make an open relay (a

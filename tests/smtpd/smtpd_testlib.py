@@ -314,3 +314,80 @@ def make_certs(root, hostname="mx.test"):
     for path in (ca, cert, key, ca_key):
         os.chmod(path, 0o644)
     return ca, cert, key
+
+
+# --- Dovecot's auth service -------------------------------------------------------------
+
+class Dovecot:
+    """A private Dovecot (Debian's dovecot-core) running only its auth service:
+    own base_dir, config and passwd-file under `root`, the auth-client listener
+    on a Unix socket there (mode 0666: smtpd's children run as the service
+    user). users: {name: password}. Stopped by pid."""
+
+    def __init__(self, root, users):
+        self.root = os.path.join(root, "dovecot")
+        os.makedirs(os.path.join(self.root, "run"))
+        os.makedirs(os.path.join(self.root, "state"))
+        os.chmod(self.root, 0o755)
+        self.socket = os.path.join(self.root, "auth-client")
+        passwd = os.path.join(self.root, "passwd")
+        with open(passwd, "w") as f:
+            for user, password in users.items():
+                f.write("%s:{PLAIN}%s\n" % (user, password))
+        run_as = ""
+        if os.geteuid() != 0:
+            import pwd
+            me = pwd.getpwuid(os.geteuid()).pw_name
+            run_as = "default_internal_user = %s\ndefault_login_user = %s\n" % (me, me)
+        self.config = os.path.join(self.root, "dovecot.conf")
+        with open(self.config, "w") as f:
+            f.write("""base_dir = {d}/run
+state_dir = {d}/state
+instance_name = mailfarm-test-{pid}
+log_path = {d}/dovecot.log
+protocols = none
+ssl = no
+auth_mechanisms = plain login
+{run_as}passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {passwd}
+}}
+userdb {{
+  driver = static
+  args = uid=65534 gid=65534 home=/nonexistent
+}}
+service auth {{
+  unix_listener {sock} {{
+    mode = 0666
+  }}
+}}
+""".format(d=self.root, pid=os.getpid(), run_as=run_as, passwd=passwd, sock=self.socket))
+        binary = "/usr/sbin/dovecot"
+        if not os.path.exists(binary):
+            raise AssertionError("dovecot is not installed: scripts/bootstrap --test "
+                                 "installs dovecot-core")
+        self.proc = h.Process([binary, "-F", "-c", self.config],
+                              log_path=os.path.join(self.root, "stdout.log"))
+        h.wait_for(self._up, 30, what="dovecot's auth-client socket")
+
+    def _up(self):
+        if not self.proc.alive():
+            raise AssertionError("dovecot exited:\n" + self.proc.log() + self.log())
+        if not os.path.exists(self.socket):
+            return False
+        with socket.socket(socket.AF_UNIX) as s:
+            try:
+                s.connect(self.socket)
+                return True
+            except OSError:
+                return False
+
+    def log(self):
+        path = os.path.join(self.root, "dovecot.log")
+        if not os.path.exists(path):
+            return ""
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        return self.proc.stop()
