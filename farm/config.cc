@@ -192,21 +192,22 @@ Status ValidateConfig(const Config& config) {
     }
     if (listener.mode() != mailfarm::config::Listener::SMTP) {
       const auto& smtpd = config.smtpd();
-      std::string where = "smtpd listener port " +
-                          std::to_string(listener.port()) + " (" +
-                          mailfarm::config::Listener::Mode_Name(
-                              listener.mode()) +
-                          ")";
+      std::string where =
+          "smtpd listener port " + std::to_string(listener.port()) + " (" +
+          mailfarm::config::Listener::Mode_Name(listener.mode()) + ")";
       if (!smtpd.has_tls_cert_file() || !smtpd.has_tls_key_file())
-        return Status::Invalid(where + " needs smtpd.tls_cert_file and "
-                                      "smtpd.tls_key_file");
+        return Status::Invalid(where +
+                               " needs smtpd.tls_cert_file and "
+                               "smtpd.tls_key_file");
       if (smtpd.sasl_path().empty())
-        return Status::Invalid(where + " needs smtpd.sasl_path (Dovecot's "
-                                      "auth-client socket)");
+        return Status::Invalid(where +
+                               " needs smtpd.sasl_path (Dovecot's "
+                               "auth-client socket)");
       if (listener.mode() == mailfarm::config::Listener::SUBMISSIONS &&
           listener.proxy_protocol()) {
-        return Status::Invalid(where + ": proxy_protocol with implicit TLS "
-                                      "is not supported");
+        return Status::Invalid(where +
+                               ": proxy_protocol with implicit TLS "
+                               "is not supported");
       }
     }
   }

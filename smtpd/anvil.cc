@@ -136,8 +136,8 @@ LimitExceeded AnvilTable::Connect(int slot, const std::string& address,
                        limits.concurrency)) {
     return over;
   }
-  if (auto over = Over(LimitExceeded::Kind::kConnectionRate,
-                       rate->connections, limits.connection_rate)) {
+  if (auto over = Over(LimitExceeded::Kind::kConnectionRate, rate->connections,
+                       limits.connection_rate)) {
     return over;
   }
   if (slot >= 0 && slot < shared_->slots) {
@@ -194,8 +194,7 @@ int64_t MonotonicMs() {
 
 }  // namespace
 
-AnvilClient::AnvilClient(AnvilTable* table, int slot,
-                         const AnvilLimits& limits)
+AnvilClient::AnvilClient(AnvilTable* table, int slot, const AnvilLimits& limits)
     : table_(table), slot_(slot), limits_(limits) {}
 
 AnvilClient::~AnvilClient() {

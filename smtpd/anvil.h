@@ -21,8 +21,8 @@
 namespace smtpd {
 
 struct AnvilLimits {
-  uint32_t concurrency = 0;        // 0: unlimited
-  uint32_t connection_rate = 0;    // per rate_unit_ms; 0: unlimited
+  uint32_t concurrency = 0;      // 0: unlimited
+  uint32_t connection_rate = 0;  // per rate_unit_ms; 0: unlimited
   uint32_t message_rate = 0;
   uint32_t recipient_rate = 0;
   int64_t rate_unit_ms = 60000;

@@ -102,12 +102,12 @@ farm::StatusOr<SaslStep> DovecotStep(const std::vector<std::string>& fields,
   if (fields.size() < 2)
     return farm::Status::Error("auth service: short reply");
   uint32_t got = 0;
-  auto [ptr, ec] = std::from_chars(
-      fields[1].data(), fields[1].data() + fields[1].size(), got);
+  auto [ptr, ec] = std::from_chars(fields[1].data(),
+                                   fields[1].data() + fields[1].size(), got);
   if (ec != std::errc() || ptr != fields[1].data() + fields[1].size() ||
       got != id) {
-    return farm::Status::Error("auth service: reply for request " +
-                               fields[1] + ", expected " + std::to_string(id));
+    return farm::Status::Error("auth service: reply for request " + fields[1] +
+                               ", expected " + std::to_string(id));
   }
   SaslStep step;
   const std::string& verb = fields[0];
@@ -155,7 +155,8 @@ farm::StatusOr<farm::UniqueFd> DovecotSasl::Connect() const {
     return farm::Status::Error("sasl_path " + path_ + ": " +
                                ::gai_strerror(rc));
   }
-  farm::Status last = farm::Status::Error("sasl_path " + path_ + ": no address");
+  farm::Status last =
+      farm::Status::Error("sasl_path " + path_ + ": no address");
   for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
     farm::UniqueFd fd(
         ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0));
@@ -179,8 +180,8 @@ farm::Status DovecotSasl::EnsureConnected() {
   fd_ = std::move(*fd);
   in_.clear();
   mechanisms_.clear();
-  farm::Status s = SendLine("VERSION\t1\t2\nCPID\t" +
-                            std::to_string(::getpid()));
+  farm::Status s =
+      SendLine("VERSION\t1\t2\nCPID\t" + std::to_string(::getpid()));
   while (s.ok()) {
     auto line = ReadLine();
     if (!line.ok()) {
@@ -232,8 +233,7 @@ farm::StatusOr<std::string> DovecotSasl::ReadLine() {
       return farm::Status::TempFail("auth service " + path_ +
                                     ": no answer in time");
     } else if (errno != EINTR) {
-      return farm::Status::FromErrno("read from auth service " + path_,
-                                     errno);
+      return farm::Status::FromErrno("read from auth service " + path_, errno);
     }
   }
 }

@@ -191,7 +191,7 @@ Session::LineStatus Session::ReadCommandLine(std::string* line,
       }
       Consume(len);
       return too_long || len > max_len ? LineStatus::kTooLong
-                                               : LineStatus::kLine;
+                                       : LineStatus::kLine;
     }
     if (Buffered() >= max_len) {
       // Over the limit: drop what we have and skip to the end of the line.
@@ -490,9 +490,13 @@ bool Session::Data(std::string_view args) {
   }
   TlsInfo tls = transport_->tls_info();
   envelope_.client =
-      ClientIdentity{helo_, client_.address, client_.port, Protocol(),
+      ClientIdentity{helo_,
+                     client_.address,
+                     client_.port,
+                     Protocol(),
                      tls_active_ ? tls.protocol + " " + tls.cipher : "",
-                     auth_method_, auth_user_};
+                     auth_method_,
+                     auth_user_};
   farm::Status begin = sink_->Begin(envelope_);
   if (!begin.ok()) {
     LOG(WARNING) << "queue unavailable for a message from " << client_.address
@@ -578,12 +582,11 @@ void Session::ReplyVerdict(const farm::StatusOr<SinkReply>& reply,
     case SinkReply::Kind::kAccepted:
       ++messages_accepted_;
       LOG(INFO) << r.qid << ": client=[" << client_.address << "]"
-                << (auth_user_.empty() ? ""
-                                       : ", sasl_method=" + auth_method_ +
-                                             ", sasl_username=" +
-                                             Printable(auth_user_))
-                << ", from=<"
-                << envelope_.sender
+                << (auth_user_.empty()
+                        ? ""
+                        : ", sasl_method=" + auth_method_ +
+                              ", sasl_username=" + Printable(auth_user_))
+                << ", from=<" << envelope_.sender
                 << ">, nrcpt=" << envelope_.recipients.size()
                 << ", size=" << size;
       Reply("250 2.0.0 Ok: queued as " + Printable(r.qid));

@@ -178,7 +178,7 @@ class Session {
   uint32_t errors_ = 0;
   SaslServer* sasl_ = nullptr;
   ClientLimits* limits_ = nullptr;
-  int64_t started_ms_ = 0;  // steady clock, for max_session_ms
+  int64_t started_ms_ = 0;   // steady clock, for max_session_ms
   std::string auth_user_;    // set by a successful AUTH
   std::string auth_method_;  // its mechanism
   int messages_accepted_ = 0;

@@ -90,8 +90,7 @@ farm::Status Session::WaitForCommand() {
     int64_t end = std::min(idle_since + timeout, session_end);
     if (now >= end) {
       if (now >= session_end) {
-        LOG(INFO) << "session deadline reached for [" << client_.address
-                  << "]";
+        LOG(INFO) << "session deadline reached for [" << client_.address << "]";
       } else if (stressed) {
         LOG(INFO) << "idle client [" << client_.address
                   << "] timed out under stress";

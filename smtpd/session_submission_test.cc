@@ -73,7 +73,8 @@ class SubmissionTest : public testing::Test {
   }
 
   // `plain` is read before the (STARTTLS or implicit) handshake, `tls` after.
-  std::string Run(std::vector<std::string> plain, std::vector<std::string> tls) {
+  std::string Run(std::vector<std::string> plain,
+                  std::vector<std::string> tls) {
     transport_.input.assign(plain.begin(), plain.end());
     transport_.tls_input.assign(tls.begin(), tls.end());
     session_ = std::make_unique<Session>(options_, &transport_, &sink_,
@@ -101,20 +102,20 @@ TEST_F(SubmissionTest, Port587RefusesAuthAndMailBeforeStartTls) {
           {});
   EXPECT_TRUE(Has(out, "250-STARTTLS"));
   EXPECT_FALSE(Has(out, "AUTH PLAIN"));  // not offered before TLS
-  EXPECT_TRUE(Has(out, "530 5.7.0 Must issue a STARTTLS command first\r\n"
-                       "530 5.7.0 Must issue a STARTTLS command first\r\n"));
+  EXPECT_TRUE(Has(out,
+                  "530 5.7.0 Must issue a STARTTLS command first\r\n"
+                  "530 5.7.0 Must issue a STARTTLS command first\r\n"));
   EXPECT_FALSE(session_->auth_user().size());
 }
 
 TEST_F(SubmissionTest, Port587AuthPlainAfterStartTlsThenRelays) {
   options_.require_tls = true;
-  std::string out = Run(
-      {"EHLO c.test\r\n", "STARTTLS\r\n"},
-      {"EHLO c.test\r\n", "MAIL FROM:<alice@local.test>\r\n",
-       "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n",
-       "MAIL FROM:<alice@local.test> AUTH=<>\r\n",
-       "RCPT TO:<friend@elsewhere.example>\r\n", "DATA\r\n", "hi\r\n.\r\n",
-       "QUIT\r\n"});
+  std::string out = Run({"EHLO c.test\r\n", "STARTTLS\r\n"},
+                        {"EHLO c.test\r\n", "MAIL FROM:<alice@local.test>\r\n",
+                         "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n",
+                         "MAIL FROM:<alice@local.test> AUTH=<>\r\n",
+                         "RCPT TO:<friend@elsewhere.example>\r\n", "DATA\r\n",
+                         "hi\r\n.\r\n", "QUIT\r\n"});
   EXPECT_TRUE(Has(out, "250-AUTH PLAIN LOGIN\r\n"));
   EXPECT_TRUE(Has(out, "530 5.7.0 Authentication required\r\n"));
   EXPECT_TRUE(Has(out, "235 2.7.0 Authentication successful\r\n"));
@@ -126,9 +127,10 @@ TEST_F(SubmissionTest, Port587AuthPlainAfterStartTlsThenRelays) {
   EXPECT_EQ(m.envelope.client.protocol, "ESMTPSA");
   EXPECT_EQ(m.envelope.client.sasl_method, "PLAIN");
   EXPECT_EQ(m.envelope.client.sasl_username, "alice");
-  EXPECT_TRUE(Has(m.data, "Received: from c.test ([192.0.2.7])\r\n"
-                          "\t(Authenticated sender: alice)\r\n"
-                          "\tby mx.test (mailfarm) with ESMTPSA"));
+  EXPECT_TRUE(Has(m.data,
+                  "Received: from c.test ([192.0.2.7])\r\n"
+                  "\t(Authenticated sender: alice)\r\n"
+                  "\tby mx.test (mailfarm) with ESMTPSA"));
 }
 
 TEST_F(SubmissionTest, WrongPasswordIs535AndNoRelay) {
@@ -146,32 +148,35 @@ TEST_F(SubmissionTest, AuthLoginRelaysChallenges) {
   std::string out = Run({}, {"EHLO c.test\r\n", "AUTH LOGIN\r\n",
                              "YWxpY2U=\r\n", "c2VjcmV0\r\n", "QUIT\r\n"});
   EXPECT_TRUE(Has(out, "220 mx.test"));  // banner after the handshake
-  EXPECT_TRUE(Has(out, "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n"
-                       "235 2.7.0 Authentication successful\r\n"));
+  EXPECT_TRUE(Has(out,
+                  "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n"
+                  "235 2.7.0 Authentication successful\r\n"));
   EXPECT_EQ(session_->auth_user(), "alice");
 }
 
 TEST_F(SubmissionTest, ClientCancelsAndBadInputIsRefused) {
   options_.implicit_tls = true;
-  std::string out = Run(
-      {}, {"EHLO c.test\r\n", "AUTH LOGIN\r\n", "*\r\n", "AUTH PLAIN\r\n",
-           "not base64!\r\n", "AUTH CRAM-MD5\r\n", "AUTH PLAIN ???\r\n",
-           "AUTH PLAIN =\r\n", "AGFsaWNlAHNlY3JldA==\r\n",
-           "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", "QUIT\r\n"});
+  std::string out =
+      Run({}, {"EHLO c.test\r\n", "AUTH LOGIN\r\n", "*\r\n", "AUTH PLAIN\r\n",
+               "not base64!\r\n", "AUTH CRAM-MD5\r\n", "AUTH PLAIN ???\r\n",
+               "AUTH PLAIN =\r\n", "AGFsaWNlAHNlY3JldA==\r\n",
+               "AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n", "QUIT\r\n"});
   EXPECT_TRUE(Has(out, "501 5.7.0 Authentication aborted\r\n"));
   EXPECT_TRUE(Has(out, "501 5.5.2 Error: invalid base64 data\r\n"));
   EXPECT_TRUE(Has(out, "504 5.5.4 Unsupported authentication mechanism\r\n"));
   EXPECT_TRUE(
       Has(out, "501 5.5.2 Error: invalid base64 data in initial response\r\n"));
-  EXPECT_TRUE(Has(out, "235 2.7.0 Authentication successful\r\n"
-                       "503 5.5.1 Error: already authenticated\r\n"));
+  EXPECT_TRUE(Has(out,
+                  "235 2.7.0 Authentication successful\r\n"
+                  "503 5.5.1 Error: already authenticated\r\n"));
   EXPECT_EQ(sasl_.cancels, 2);
 }
 
 TEST_F(SubmissionTest, UnreachableAuthServiceIs454) {
   options_.implicit_tls = true;
   sasl_.down = true;
-  std::string out = Run({}, {"EHLO c.test\r\n", "AUTH PLAIN =\r\n", "QUIT\r\n"});
+  std::string out =
+      Run({}, {"EHLO c.test\r\n", "AUTH PLAIN =\r\n", "QUIT\r\n"});
   EXPECT_FALSE(Has(out, "AUTH PLAIN"));
   EXPECT_TRUE(Has(out, "454 4.7.0 Temporary authentication failure\r\n"));
 }

@@ -187,7 +187,7 @@ Command ParseCommand(std::string_view line) {
       {"STARTTLS", Verb::kStartTls},   {"EXPN", Verb::kNotImplemented},
       {"TURN", Verb::kNotImplemented}, {"ETRN", Verb::kNotImplemented},
       {"ATRN", Verb::kNotImplemented}, {"BDAT", Verb::kNotImplemented},
-      {"AUTH", Verb::kAuth}, {"SEND", Verb::kNotImplemented},
+      {"AUTH", Verb::kAuth},           {"SEND", Verb::kNotImplemented},
       {"SOML", Verb::kNotImplemented}, {"SAML", Verb::kNotImplemented},
   };
   Command cmd;

@@ -110,9 +110,8 @@ farm::StatusOr<std::shared_ptr<const SmtpdSettings>> BuildSettings(
           ": proxy_protocol needs smtpd.proxy_networks (the load "
           "balancers allowed to send PROXY headers)");
     }
-    settings->listeners.push_back(
-        {l.address(), static_cast<int>(l.port()), l.proxy_protocol(),
-         ModeOf(l.mode())});
+    settings->listeners.push_back({l.address(), static_cast<int>(l.port()),
+                                   l.proxy_protocol(), ModeOf(l.mode())});
   }
   settings->proxy_session = s;
   settings->proxy_session.proxy_protocol = true;
