@@ -153,26 +153,35 @@ void AnvilTable::Leave(int slot) {
   shared_->cells()[slot].pid.store(0);
 }
 
+namespace {
+
+// Counts one event of `address` in its window's `counter`.
+LimitExceeded CountEvent(AnvilShared* shared, const std::string& address,
+                         uint32_t RateEntry::*counter, LimitExceeded::Kind kind,
+                         uint32_t limit, int64_t unit_ms, int64_t now_ms) {
+  auto ip = IpAddress::Parse(address);
+  if (!ip || limit == 0) return LimitExceeded{};
+  TableLock lock(&shared->mutex);
+  RateEntry* rate = RateFor(shared, ip->bytes, now_ms, unit_ms);
+  return Over(kind, ++(rate->*counter), limit);
+}
+
+}  // namespace
+
 LimitExceeded AnvilTable::CountMessage(const std::string& address,
                                        const AnvilLimits& limits,
                                        int64_t now_ms) {
-  auto ip = IpAddress::Parse(address);
-  if (!ip || limits.message_rate == 0) return LimitExceeded{};
-  TableLock lock(&shared_->mutex);
-  RateEntry* rate = RateFor(shared_, ip->bytes, now_ms, limits.rate_unit_ms);
-  return Over(LimitExceeded::Kind::kMessageRate, ++rate->messages,
-              limits.message_rate);
+  return CountEvent(shared_, address, &RateEntry::messages,
+                    LimitExceeded::Kind::kMessageRate, limits.message_rate,
+                    limits.rate_unit_ms, now_ms);
 }
 
 LimitExceeded AnvilTable::CountRecipient(const std::string& address,
                                          const AnvilLimits& limits,
                                          int64_t now_ms) {
-  auto ip = IpAddress::Parse(address);
-  if (!ip || limits.recipient_rate == 0) return LimitExceeded{};
-  TableLock lock(&shared_->mutex);
-  RateEntry* rate = RateFor(shared_, ip->bytes, now_ms, limits.rate_unit_ms);
-  return Over(LimitExceeded::Kind::kRecipientRate, ++rate->recipients,
-              limits.recipient_rate);
+  return CountEvent(shared_, address, &RateEntry::recipients,
+                    LimitExceeded::Kind::kRecipientRate, limits.recipient_rate,
+                    limits.rate_unit_ms, now_ms);
 }
 
 uint32_t AnvilTable::ActiveSessions() const {

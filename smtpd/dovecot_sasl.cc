@@ -57,6 +57,10 @@ bool IsMechanismName(std::string_view name) {
 }  // namespace
 
 std::string DovecotUnescape(std::string_view value) {
+  // \001 followed by one of these letters stands for the matching byte (LF
+  // is "n" in Dovecot's code, "l" in one version of its documentation).
+  constexpr std::string_view kLetters = "01trnl";
+  constexpr std::string_view kBytes("\0\001\t\r\n\n", 6);
   std::string out;
   out.reserve(value.size());
   for (size_t i = 0; i < value.size(); ++i) {
@@ -64,25 +68,8 @@ std::string DovecotUnescape(std::string_view value) {
       out.push_back(value[i]);
       continue;
     }
-    switch (value[++i]) {
-      case '0':
-        out.push_back('\0');
-        break;
-      case '1':
-        out.push_back('\001');
-        break;
-      case 't':
-        out.push_back('\t');
-        break;
-      case 'r':
-        out.push_back('\r');
-        break;
-      case 'n':
-        out.push_back('\n');
-        break;
-      default:
-        out.push_back(value[i]);
-    }
+    size_t k = kLetters.find(value[++i]);
+    out.push_back(k == std::string_view::npos ? value[i] : kBytes[k]);
   }
   return out;
 }

@@ -125,6 +125,8 @@ class Session {
   bool CountMessage();
   bool CountRecipient();
   void LogLimit(const LimitExceeded& over);
+  // Replies "450 4.7.1 Error: <what><address>" when `over` says so.
+  bool RefuseOverRate(const LimitExceeded& over, std::string_view what);
   // Waits for more command input: the command timeout, shortened while the
   // farm is under stress, and never past the session's deadline.
   farm::Status WaitForCommand();

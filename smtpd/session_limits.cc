@@ -61,19 +61,20 @@ bool Session::AdmitClient() {
 
 bool Session::CountMessage() {
   if (limits_ == nullptr || client_trusted_) return true;
-  LimitExceeded over = limits_->CountMessage(client_.address);
-  if (!over) return true;
-  LogLimit(over);
-  ReplyError("450 4.7.1 Error: too much mail from " + client_.address);
-  return false;
+  return RefuseOverRate(limits_->CountMessage(client_.address),
+                        "too much mail from ");
 }
 
 bool Session::CountRecipient() {
   if (limits_ == nullptr || client_trusted_) return true;
-  LimitExceeded over = limits_->CountRecipient(client_.address);
+  return RefuseOverRate(limits_->CountRecipient(client_.address),
+                        "too many recipients from ");
+}
+
+bool Session::RefuseOverRate(const LimitExceeded& over, std::string_view what) {
   if (!over) return true;
   LogLimit(over);
-  ReplyError("450 4.7.1 Error: too many recipients from " + client_.address);
+  ReplyError("450 4.7.1 Error: " + std::string(what) + client_.address);
   return false;
 }
 
