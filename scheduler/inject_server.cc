@@ -131,6 +131,7 @@ ClientInfo TrustedClientInfo(const ClientInfo& claimed,
     // its HELO, address or TLS would otherwise appear in a Received header.
     if (!claimed.helo().empty() || !claimed.address().empty() ||
         !claimed.hostname().empty() || !claimed.tls().empty() ||
+        !claimed.sasl_username().empty() ||
         (!claimed.protocol().empty() && claimed.protocol() != "local")) {
       LOG(WARNING) << "inject.sock: uid " << cred.uid << " (pid " << cred.pid
                    << ") described an SMTP client; recorded as a local "
