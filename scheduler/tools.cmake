@@ -20,49 +20,17 @@ mailfarm_warnings(mailfarm_metrics)
 mailfarm_unit_test(scheduler_metrics_test ${PROJECT_SOURCE_DIR}/scheduler/metrics_test.cc
                    LIBS mailfarm_metrics)
 
-# libFuzzer target for the queue-file parser (scheduler/fuzz_queue_file.cc),
-# built with clang++ when it can build fuzzers; a short run is a ctest test.
-find_program(MAILFARM_FUZZ_CLANGXX NAMES clang++ clang++-16 clang++-15 clang++-14)
-set(_qf_can_fuzz FALSE)
-if(MAILFARM_FUZZ_CLANGXX)
-  # A clang without the libFuzzer runtime cannot build the target: probe first.
-  set(_qf_probe ${CMAKE_BINARY_DIR}/scheduler/fuzz_probe.cc)
-  file(WRITE ${_qf_probe} "#include <cstddef>\n#include <cstdint>\nextern \"C\" int LLVMFuzzerTestOneInput(const uint8_t*, size_t) { return 0; }\n")
-  execute_process(COMMAND ${MAILFARM_FUZZ_CLANGXX} -fsanitize=fuzzer ${_qf_probe}
-                          -o ${CMAKE_BINARY_DIR}/scheduler/fuzz_probe
-                  RESULT_VARIABLE _qf_probe_result OUTPUT_QUIET ERROR_QUIET)
-  if(_qf_probe_result EQUAL 0)
-    set(_qf_can_fuzz TRUE)
-  endif()
-endif()
-if(_qf_can_fuzz)
-  set(_qf_dir ${CMAKE_BINARY_DIR}/scheduler/fuzz)
-  file(MAKE_DIRECTORY ${_qf_dir})
-  set(_qf_bin ${_qf_dir}/fuzz_queue_file)
-  set(_qf_sources
-    ${PROJECT_SOURCE_DIR}/scheduler/fuzz_queue_file.cc
-    ${PROJECT_SOURCE_DIR}/scheduler/spool_file.cc
-    ${PROJECT_SOURCE_DIR}/scheduler/crc32c.cc
-    ${PROJECT_SOURCE_DIR}/farm/status.cc
-    ${CMAKE_BINARY_DIR}/proto/spool.pb.cc
-    ${CMAKE_BINARY_DIR}/proto/wire.pb.cc)
-  add_custom_command(OUTPUT ${_qf_bin}
-    COMMAND ${MAILFARM_FUZZ_CLANGXX} -std=c++20 -g -O1 -fno-omit-frame-pointer
-            -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-            -I${PROJECT_SOURCE_DIR} -I${CMAKE_BINARY_DIR}/proto ${_qf_sources}
-            -lprotobuf -lpthread -o ${_qf_bin}
-    DEPENDS ${_qf_sources} ${PROJECT_SOURCE_DIR}/scheduler/spool_file.h mailfarm_proto
-    COMMENT "clang++ (fuzz) fuzz_queue_file")
-  add_custom_target(scheduler_fuzzers ALL DEPENDS ${_qf_bin})
-  # 30 s on every test run, from the seed corpus (real queue files). libFuzzer
-  # writes the inputs it finds into its first corpus directory: that is one in
-  # the build tree, so a test run leaves the source tree as it was. A longer
-  # run is: build*/scheduler/fuzz/fuzz_queue_file -max_total_time=3600 DIR scheduler/fuzz_corpus
-  set(_qf_found ${CMAKE_CURRENT_BINARY_DIR}/fuzz/corpus_found)
-  file(MAKE_DIRECTORY ${_qf_found})
-  add_test(NAME scheduler_fuzz_queue_file_short
-           COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=0
-                   ${_qf_bin} -max_total_time=30 -timeout=10 -rss_limit_mb=2048
-                   ${_qf_found} ${PROJECT_SOURCE_DIR}/scheduler/fuzz_corpus)
-  set_tests_properties(scheduler_fuzz_queue_file_short PROPERTIES TIMEOUT 300)
-endif()
+# libFuzzer targets (cmake/fuzz.cmake): the queue-file parser that
+# mailfarm-replay and adopt run on every file in the spool, and the spool
+# journal's reader that the scheduler runs at every start.
+mailfarm_fuzzer(scheduler_fuzz_queue_file
+  SOURCES scheduler/fuzz_queue_file.cc scheduler/spool_file.cc scheduler/crc32c.cc
+          farm/status.cc ${CMAKE_BINARY_DIR}/proto/spool.pb.cc ${CMAKE_BINARY_DIR}/proto/wire.pb.cc
+  HEADERS scheduler/spool_file.h
+  LIBS -lprotobuf -lpthread
+  CORPUS scheduler/fuzz_corpus)
+mailfarm_fuzzer(scheduler_fuzz_spool_journal
+  SOURCES scheduler/fuzz_spool_journal.cc scheduler/spool_journal.cc scheduler/spool_env.cc
+          scheduler/crc32c.cc farm/status.cc
+  HEADERS scheduler/spool_journal.h scheduler/spool_env.h
+  CORPUS scheduler/fuzz_corpus_journal)

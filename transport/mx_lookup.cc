@@ -18,6 +18,27 @@ namespace {
 
 constexpr size_t kMaxEndpoints = 20;
 
+// A host name as an MX record may name one (RFC 1035 2.3.1, with '_'
+// tolerated): labels of letters, digits, '-' and '_', each 1-63 long, 253 in
+// all; "" is the null MX's root. dn_expand writes other octets as "\DDD"
+// escapes, so a hostile answer would otherwise give a "host" of backslashes
+// and digits (fuzz_mx_answer found one of 600 characters).
+bool IsHostName(const std::string& host) {
+  if (host.size() > 253) return false;
+  size_t label = 0;
+  for (char c : host) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!ok || ++label > 63) return false;
+  }
+  return true;
+}
+
 farm::StatusOr<int> ParsePort(std::string_view text) {
   if (text.empty() || text.size() > 5) {
     return farm::Status::Invalid("bad port \"" + std::string(text) + "\"");
@@ -323,6 +344,9 @@ farm::StatusOr<std::vector<MxRecord>> ParseMxAnswer(const unsigned char* msg,
     while (!record.host.empty() && record.host.back() == '.') {
       record.host.pop_back();
     }
+    // Skipped like a record of another type, as Postfix skips an MX with a
+    // malformed host name.
+    if (!IsHostName(record.host)) continue;
     records.push_back(std::move(record));
   }
   return records;

@@ -166,6 +166,19 @@ TEST(MxAnswerTest, NullMx) {
   EXPECT_FALSE(IsNullMx(*mx));
 }
 
+// Found by fuzz_mx_answer: octets a host name cannot hold came back as
+// dn_expand's "\\DDD" escapes, a "host" of backslashes and digits.
+TEST(MxAnswerTest, MalformedHostNamesAreSkipped) {
+  DnsResponse r("example.org");
+  r.Mx(10, std::string("mx") + '\x06' + '\x00' + "x.example.org")
+      .Mx(20, "under score_and space.example.org")
+      .Mx(30, "mx2.example.org");
+  auto mx = ParseMxAnswer(r.bytes().data(), static_cast<int>(r.bytes().size()));
+  ASSERT_TRUE(mx.ok()) << mx.status().message();
+  ASSERT_EQ(mx->size(), 1u);
+  EXPECT_EQ((*mx)[0].host, "mx2.example.org");
+}
+
 TEST(MxAnswerTest, TruncatedResponseIsInvalid) {
   DnsResponse r("example.org");
   r.Mx(10, "mx.example.org");
