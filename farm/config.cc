@@ -13,7 +13,15 @@
 #include <set>
 #include <sstream>
 
+#include "farm/ascii.h"
+
+#ifndef MAILFARM_CONFIG_PATH
+#error "MAILFARM_CONFIG_PATH is set by farm/CMakeLists.txt"
+#endif
+
 namespace farm {
+
+const char kDefaultConfigPath[] = MAILFARM_CONFIG_PATH;
 
 namespace {
 
@@ -91,6 +99,24 @@ void ResolveAllPaths(Config* c) {
   }
 }
 
+// Postfix's mydestination default: the host name and localhost are local
+// unless routing.hostname_is_local is false or no local channel exists (a
+// config that delivers nothing locally).
+void AddHostnameDomains(Config* c) {
+  auto* routing = c->mutable_routing();
+  if (!routing->hostname_is_local() ||
+      FindChannel(*c, routing->local_channel()) == nullptr) {
+    return;
+  }
+  for (std::string domain : {Hostname(*c), std::string("localhost")}) {
+    domain = AsciiLower(domain);
+    bool listed = false;
+    for (const auto& d : routing->local_domains())
+      listed |= AsciiLower(d) == domain;
+    if (!listed && !domain.empty()) routing->add_local_domains(domain);
+  }
+}
+
 Status ValidateFarm(const std::string& what, const FarmConfig& farm) {
   if (farm.max_children() < 1)
     return Status::Invalid(what + ": max_children must be >= 1");
@@ -146,6 +172,7 @@ StatusOr<Config> LoadConfig(const std::string& path) {
   Status valid = ValidateConfig(config);
   if (!valid.ok()) return Status::Invalid(path + ": " + valid.message());
   ResolveAllPaths(&config);
+  AddHostnameDomains(&config);
   return config;
 }
 
@@ -297,6 +324,15 @@ std::string Hostname(const Config& config) {
   char name[256] = {0};
   if (::gethostname(name, sizeof(name) - 1) != 0) return "localhost";
   return name;
+}
+
+std::string BinDir(const Config& config) {
+  if (config.paths().has_bin_dir()) return config.paths().bin_dir();
+  char self[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return ".";
+  std::string exe(self, static_cast<size_t>(n));
+  return exe.substr(0, exe.rfind('/'));
 }
 
 std::string FarmSocketPath(const Config& config, const std::string& farm) {

@@ -27,7 +27,10 @@ inline constexpr int kExitTempFail = 75;
 inline constexpr int kExitNoPerm = 77;
 inline constexpr int kExitConfig = 78;
 
-inline constexpr char kDefaultConfigPath[] = "/etc/mailfarm/mailfarm.conf";
+// The configuration every binary reads without --config: the file the install
+// puts there (CMake's MAILFARM_CONFIG_PATH, /etc/mailfarm/mailfarm.conf unless
+// the build was configured otherwise).
+extern const char kDefaultConfigPath[];
 
 // Parses `path` with TextFormat and checks it (ValidateConfig). On error the
 // Status reads "path:line:col: what" so an operator can go straight to it.
@@ -51,6 +54,9 @@ std::string RunDir(const Config& config);
 // in its parent, which the service account cannot write).
 std::string PidFilePath(const Config& config);
 std::string Hostname(const Config& config);  // config.hostname or gethostname()
+// Where the sibling binaries are (mailfarmd's components, sendmail's
+// mailfarm-postdrop): paths.bin_dir, or the running program's own dir.
+std::string BinDir(const Config& config);
 
 // Socket and scoreboard of a farm ("router", "filter", "transport-smtp",
 // "smtpd").

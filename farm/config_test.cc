@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <vector>
 
 namespace farm {
 namespace {
@@ -126,6 +127,37 @@ TEST(ConfigTest, BadRatesAndDestinationOverridesAreRefused) {
                          "\"600/h\" concurrency: 2 }\n";
   EXPECT_TRUE(LoadConfig(path).ok());
   ::unlink(path.c_str());
+}
+
+TEST(ConfigTest, HostnameAndLocalhostAreLocalDomainsByDefault) {
+  std::string path = WriteTemp(
+      "hostname: \"MX.Example.ORG\"\n"
+      "channel { name: \"local\" type: LOCAL }\n"
+      "routing { local_domains: \"example.org\" local_domains: "
+      "\"LOCALHOST\" }\n");
+  auto config = LoadConfig(path);
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  std::vector<std::string> domains(config->routing().local_domains().begin(),
+                                   config->routing().local_domains().end());
+  EXPECT_EQ(domains, (std::vector<std::string>{"example.org", "LOCALHOST",
+                                               "mx.example.org"}));
+
+  // Turned off, or with no local channel to deliver to: only what is listed.
+  std::ofstream(path) << "hostname: \"mx.example.org\"\n"
+                         "channel { name: \"local\" type: LOCAL }\n"
+                         "routing { hostname_is_local: false }\n";
+  config = LoadConfig(path);
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  EXPECT_EQ(config->routing().local_domains_size(), 0);
+  std::ofstream(path) << "channel { name: \"smtp\" type: SMTP }\n";
+  config = LoadConfig(path);
+  ASSERT_TRUE(config.ok()) << config.status().message();
+  EXPECT_EQ(config->routing().local_domains_size(), 0);
+  ::unlink(path.c_str());
+}
+
+TEST(ConfigTest, DefaultConfigPathIsAbsolute) {
+  EXPECT_EQ(kDefaultConfigPath[0], '/');
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 
+#include "farm/inherited_key.h"
 #include "farm/privileges.h"
 #include "farm/program.h"
 #include "farm/root_paths.h"
@@ -120,6 +121,36 @@ farm::Status PrepareRunAndSpool(
   return farm::PrepareDir(farm::SpoolDir(config), 0700, account);
 }
 
+// spool_dir/maildrop/ for mailfarm-postdrop (setgid `drop_gid`): mode 1730
+// (the group creates files, only the owner lists or removes them), and
+// spool_dir 0710 with that group so the group can reach it and nothing
+// else. spool_dir belongs to the service account, so the maildrop is
+// reached through fds with O_NOFOLLOW: root never follows a link the
+// account could have put there.
+bool PrepareMaildrop(const std::string& spool_dir,
+                     const farm::ServiceAccount& account, gid_t drop_gid) {
+  farm::UniqueFd spool(::open(spool_dir.c_str(),
+                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!spool || ::fchown(spool.get(), account.uid, drop_gid) != 0 ||
+      ::fchmod(spool.get(), 0710) != 0) {
+    PLOG(ERROR) << "preparing " << spool_dir << " for the maildrop group";
+    return false;
+  }
+  if (::mkdirat(spool.get(), "maildrop", 0700) != 0 && errno != EEXIST) {
+    PLOG(ERROR) << "mkdir " << spool_dir << "/maildrop";
+    return false;
+  }
+  farm::UniqueFd drop(
+      ::openat(spool.get(), "maildrop",
+               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!drop || ::fchown(drop.get(), account.uid, drop_gid) != 0 ||
+      ::fchmod(drop.get(), 01730) != 0) {
+    PLOG(ERROR) << "preparing " << spool_dir << "/maildrop";
+    return false;
+  }
+  return true;
+}
+
 // Opens and locks the pid file; a second instance on the same file refuses.
 // As root the file must sit in a directory only root can write: the service
 // account could otherwise put a link there to a file root would truncate.
@@ -197,6 +228,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mailfarmd: %s\n", prepared.message().c_str());
     return farm::kExitOsErr;
   }
+  if (*account) {
+    auto drop_gid = farm::LookupGroup(config.identity().maildrop_group());
+    if (drop_gid &&
+        !PrepareMaildrop(farm::SpoolDir(config), **account, *drop_gid))
+      return farm::kExitOsErr;
+  }
   std::string run_dir = farm::RunDir(config);
   std::string pid_path = farm::PidFilePath(config);
   farm::UniqueFd pid_file = LockPidFile(pid_path);
@@ -206,6 +243,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mailfarmd: %s\n",
                  listeners.status().message().c_str());
     return farm::kExitOsErr;
+  }
+  // Read smtpd's TLS key while still root, so it may stay readable by root
+  // only (Debian's snakeoil key: 0640 root:ssl-cert); smtpd gets the bytes.
+  farm::UniqueFd tls_key;
+  if (!listeners->empty() && !config.smtpd().tls_key_file().empty()) {
+    auto key = farm::LoadKeyIntoMemfd(config.smtpd().tls_key_file());
+    if (!key.ok()) {
+      std::fprintf(stderr, "mailfarmd: %s\n", key.status().message().c_str());
+      return farm::kExitConfig;
+    }
+    tls_key = std::move(*key);
   }
   if (*account) {
     // A log_dir root may not prepare (its parent is the service account's)
@@ -233,6 +281,7 @@ int main(int argc, char** argv) {
   WritePid(pid_file.get());
   farm::Supervisor supervisor(std::move(config), config_path, bin_dir,
                               std::move(*plan), std::move(*listeners));
+  supervisor.SetTlsKey(std::move(tls_key));
   int rc = supervisor.Run();
   // As root's file in root's directory the pid file cannot be removed after
   // the drop; emptied through the descriptor held since, it says "stopped".

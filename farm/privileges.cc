@@ -56,6 +56,11 @@ StatusOr<std::optional<ServiceAccount>> ResolveServiceAccount(
     return Status::Invalid("identity.inject_group \"" +
                            identity.inject_group() + "\" is unknown");
   }
+  if (!identity.maildrop_group().empty() &&
+      !LookupGroup(identity.maildrop_group())) {
+    return Status::Invalid("identity.maildrop_group \"" +
+                           identity.maildrop_group() + "\" is unknown");
+  }
   return std::optional<ServiceAccount>(account);
 }
 

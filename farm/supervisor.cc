@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "farm/clock.h"
+#include "farm/inherited_key.h"
 #include "farm/sd_notify.h"
 #include "farm/signal_fd.h"
 #include "farm/sockets.h"
@@ -65,15 +66,6 @@ std::string Describe(int status) {
 }
 
 }  // namespace
-
-std::string BinDir(const Config& config) {
-  if (config.paths().has_bin_dir()) return config.paths().bin_dir();
-  char self[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
-  if (n <= 0) return ".";
-  std::string exe(self, static_cast<size_t>(n));
-  return exe.substr(0, exe.rfind('/'));
-}
 
 StatusOr<std::vector<Component>> PlanComponents(const Config& config,
                                                 const std::string& config_path,
@@ -148,13 +140,20 @@ Supervisor::Supervisor(Config config, std::string config_path,
 namespace {
 
 // In a forked child before exec: puts `listeners` at fds 3.. and announces them
-// the way systemd socket activation does.
-void PassListeners(const std::vector<UniqueFd>& listeners) {
+// the way systemd socket activation does; `tls_key` (when >= 0) follows them,
+// named by MAILFARM_TLS_KEY_FD (farm/inherited_key.h).
+void PassListeners(const std::vector<UniqueFd>& listeners, int tls_key) {
   // First out of the way (above any target number), then into place, so that
   // no dup2 overwrites a listener not yet moved.
   std::vector<int> high;
   for (const UniqueFd& fd : listeners)
     high.push_back(::fcntl(fd.get(), F_DUPFD, 100));
+  if (tls_key >= 0) {
+    int key_high = ::fcntl(tls_key, F_DUPFD, 100);
+    int target = 3 + static_cast<int>(high.size());
+    high.push_back(key_high);
+    ::setenv(kTlsKeyFdEnv, std::to_string(target).c_str(), 1);
+  }
   for (size_t i = 0; i < high.size(); ++i) {
     ::dup2(high[i],
            3 + static_cast<int>(i));  // dup2 clears FD_CLOEXEC on the copy
@@ -208,7 +207,7 @@ void Supervisor::Start(Component& c) {
     sigset_t all;
     sigfillset(&all);
     sigprocmask(SIG_UNBLOCK, &all, nullptr);
-    if (c.takes_listeners) PassListeners(listeners_);
+    if (c.takes_listeners) PassListeners(listeners_, tls_key_.get());
     std::vector<char*> argv;
     for (std::string& arg : c.argv) argv.push_back(arg.data());
     argv.push_back(nullptr);

@@ -50,6 +50,9 @@ class Supervisor {
   Supervisor(Config config, std::string config_path, std::string bin_dir,
              std::vector<Component> components,
              std::vector<UniqueFd> listeners);
+  // smtpd's TLS key, read by mailfarmd before it dropped root
+  // (farm/inherited_key.h): passed to every smtpd start after the listeners.
+  void SetTlsKey(UniqueFd key) { tls_key_ = std::move(key); }
   // Runs until SIGTERM/SIGINT and an orderly stop. Returns the exit code.
   int Run();
 
@@ -67,6 +70,7 @@ class Supervisor {
   std::string bin_dir_;
   std::vector<Component> components_;
   std::vector<UniqueFd> listeners_;
+  UniqueFd tls_key_;
   bool ready_ = false;         // READY=1 sent
   bool scheduler_up_ = false;  // the current scheduler takes injections
   bool replay_again_ = false;  // a scheduler came up while replay still ran
@@ -74,9 +78,6 @@ class Supervisor {
 
 // Binds the smtpd listeners of the config (none when smtpd is disabled).
 StatusOr<std::vector<UniqueFd>> BindSmtpdListeners(const Config& config);
-
-// Where mailfarmd's sibling binaries are: paths.bin_dir or mailfarmd's own dir.
-std::string BinDir(const Config& config);
 
 }  // namespace farm
 

@@ -5,6 +5,7 @@
 #include "router/recipient_resolver.h"
 
 #include <glog/logging.h>
+#include <pwd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -58,6 +59,18 @@ struct RecipientResolver::Expansion {
   }
 };
 
+namespace {
+// Whether the passwd database (files, NSS) has an account named `user`.
+// getpwnam_r: the resolver may be called from several threads.
+bool SystemAccountExists(const std::string& user) {
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  return ::getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found) == 0 &&
+         found != nullptr;
+}
+}  // namespace
+
 farm::StatusOr<RouterTables> LoadRouterTables(
     const mailfarm::config::RoutingConfig& config, bool strict) {
   auto routes = RoutingTable::Build(config);
@@ -95,7 +108,9 @@ bool RecipientResolver::IsLocalDomain(const std::string& domain) const {
 }
 
 bool RecipientResolver::UserExists(const std::string& user) const {
-  return tables_.config.local_users_any() || local_users_.count(user) > 0;
+  return tables_.config.local_users_any() || local_users_.count(user) > 0 ||
+         (tables_.config.local_users_from_passwd() &&
+          SystemAccountExists(user));
 }
 
 std::string RecipientResolver::NormalizeLocal(const std::string& local) const {

@@ -140,6 +140,15 @@ TEST_F(ResolverTest, LocalUsersAny) {
   EXPECT_EQ(Routes(Ok("Whoever@example.com")), V{"whoever@example.com local "});
 }
 
+TEST_F(ResolverTest, LocalUsersFromPasswd) {
+  // "daemon" is in every Debian passwd file; it is not in kRouting's list.
+  Build(std::string(kRouting) + "local_users_from_passwd: true\n", kAliases);
+  EXPECT_EQ(Routes(Ok("daemon@example.com")), V{"daemon@example.com local "});
+  EXPECT_EQ(resolver_->Resolve("no-such-account-x@example.com").dsn(), "5.1.1");
+  Build(kRouting, kAliases);
+  EXPECT_EQ(resolver_->Resolve("daemon@example.com").dsn(), "5.1.1");
+}
+
 TEST_F(ResolverTest, PlusAddressing) {
   EXPECT_EQ(Routes(Ok("alice+news@example.com")),
             V{"alice@example.com local "});

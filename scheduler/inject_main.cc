@@ -2,7 +2,11 @@
 // Reads a message on stdin and hands it to the scheduler over inject.sock;
 // exits 0 only once the scheduler has it on stable storage. Works under the
 // name `sendmail` (a symlink), so programs that call sendmail just work.
+#include <fcntl.h>
 #include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -14,7 +18,9 @@
 #include "farm/config.h"
 #include "farm/inject_client.h"
 #include "farm/program.h"
+#include "farm/sockets.h"
 #include "scheduler/inject_server.h"
+#include "scheduler/maildrop_file.h"
 #include "scheduler/sendmail_args.h"
 
 namespace {
@@ -74,6 +80,50 @@ std::string InvokingUser() {
   return "uid" + std::to_string(::getuid());
 }
 
+// Hands the message to mailfarm-postdrop (beside this program, setgid to
+// the maildrop's group) on its standard input; its exit code is ours.
+int Postdrop(const farm::Config& config, const std::string& config_path,
+             const mailfarm::InjectRequest& request, const std::string& body,
+             const std::string& why_not_inject) {
+  std::string helper = farm::BinDir(config) + "/mailfarm-postdrop";
+  std::string record = mailfarm::scheduler::EncodeMaildropFile(request, body);
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0)
+    return Fail(farm::kExitOsErr, std::string("pipe: ") + strerror(errno));
+  farm::UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, read_end.get(), STDIN_FILENO);
+  std::vector<std::string> args = {helper, "--config", config_path};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  int spawned = ::posix_spawn(&pid, helper.c_str(), &actions, nullptr,
+                              argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) {
+    return Fail(farm::kExitTempFail, "cannot reach the scheduler (" +
+                                         why_not_inject + ") nor run " +
+                                         helper + ": " + strerror(spawned));
+  }
+  read_end.Reset();
+  ::signal(SIGPIPE, SIG_IGN);  // a helper that exits early must not kill us
+  farm::Status written =
+      farm::WriteFull(write_end.get(), record.data(), record.size());
+  write_end.Reset();
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : farm::kExitTempFail;
+  if (code == farm::kExitOk && !written.ok()) code = farm::kExitTempFail;
+  if (code != farm::kExitOk) {
+    return Fail(code, "cannot reach the scheduler (" + why_not_inject +
+                          ") and the maildrop did not take the message");
+  }
+  return farm::kExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -124,12 +174,6 @@ int main(int argc, char** argv) {
       message, sender, options.full_name, hostname, InvokingUser(),
       farm::RealClock()->NowUnixMs());
 
-  auto client = farm::InjectClient::Connect(
-      farm::InjectSocketPath(*config), config->scheduler().max_frame_bytes());
-  if (!client.ok()) {
-    return Fail(farm::kExitTempFail,
-                "cannot reach the scheduler: " + client.status().message());
-  }
   mailfarm::InjectRequest request;
   request.set_sender(sender);
   for (const auto& r : recipients) request.add_recipients(r);
@@ -139,6 +183,16 @@ int main(int argc, char** argv) {
   bool eight_bit = false;
   for (unsigned char c : message) eight_bit |= c >= 0x80;
   request.set_eight_bit(eight_bit);
+
+  auto client = farm::InjectClient::Connect(
+      farm::InjectSocketPath(*config), config->scheduler().max_frame_bytes());
+  if (!client.ok()) {
+    // The scheduler is down, or this user may not reach inject.sock: the
+    // message waits in the maildrop (Postfix's postdrop) and exit 0 means it
+    // is there durably.
+    return Postdrop(*config, config_path, request, message,
+                    client.status().message());
+  }
   farm::Status sent = (*client)->Begin(request);
   if (sent.ok()) sent = (*client)->Write(message);
   if (!sent.ok())

@@ -198,6 +198,47 @@ void InjectServer::OnFrame(Conn* conn, std::string_view payload) {
   }
 }
 
+std::optional<InjectRefusal> CheckInjectRequest(const InjectRequest& request,
+                                                const InjectLimits& limits) {
+  if (request.recipients_size() == 0)
+    return InjectRefusal{"5.5.1", "no recipients"};
+  if (static_cast<uint32_t>(request.recipients_size()) >
+      limits.max_recipients) {
+    return InjectRefusal{
+        "5.5.3",
+        "too many recipients: " + std::to_string(request.recipients_size()) +
+            " (limit " + std::to_string(limits.max_recipients) + ")"};
+  }
+  if (request.size() > limits.max_message_bytes) {
+    return InjectRefusal{
+        "5.3.4", "message size " + std::to_string(request.size()) +
+                     " exceeds the limit of " +
+                     std::to_string(limits.max_message_bytes) + " bytes"};
+  }
+  if (std::string why = AddressProblem(request.sender(), true); !why.empty())
+    return InjectRefusal{"5.1.7", "bad sender: " + why};
+  for (const auto& rcpt : request.recipients()) {
+    if (std::string why = AddressProblem(rcpt, false); !why.empty())
+      return InjectRefusal{"5.1.3", "bad recipient: " + why};
+  }
+  return std::nullopt;
+}
+
+spool::Envelope EnvelopeFromRequest(const InjectRequest& request,
+                                    const farm::PeerCred& cred) {
+  spool::Envelope e;
+  e.set_sender(request.sender());
+  for (int i = 0; i < request.recipients_size(); ++i) {
+    auto* r = e.add_recipients();
+    r->set_index(static_cast<uint32_t>(i));
+    r->set_address(request.recipients(i));
+  }
+  *e.mutable_client() = TrustedClientInfo(request.client(), cred);
+  e.set_smtputf8(request.smtputf8());
+  e.set_eight_bit(request.eight_bit());
+  return e;
+}
+
 void InjectServer::OnRequest(Conn* conn, const InjectRequest& request) {
   conn->state = Conn::State::kBody;
   conn->body.clear();
@@ -205,43 +246,13 @@ void InjectServer::OnRequest(Conn* conn, const InjectRequest& request) {
   conn->received = 0;
   conn->refuse = InjectReply::STATUS_UNSPECIFIED;
   conn->envelope.Clear();
-  auto refuse = [conn](const char* dsn, std::string text) {
-    if (conn->refuse != InjectReply::STATUS_UNSPECIFIED) return;
+  if (auto refusal = CheckInjectRequest(request, limits_)) {
     conn->refuse = InjectReply::REJECT;
-    conn->refuse_dsn = dsn;
-    conn->refuse_text = std::move(text);
-  };
-  if (request.recipients_size() == 0) refuse("5.5.1", "no recipients");
-  if (static_cast<uint32_t>(request.recipients_size()) >
-      limits_.max_recipients) {
-    refuse("5.5.3",
-           "too many recipients: " + std::to_string(request.recipients_size()) +
-               " (limit " + std::to_string(limits_.max_recipients) + ")");
+    conn->refuse_dsn = std::move(refusal->dsn);
+    conn->refuse_text = std::move(refusal->text);
+    return;
   }
-  if (request.size() > limits_.max_message_bytes) {
-    refuse("5.3.4", "message size " + std::to_string(request.size()) +
-                        " exceeds the limit of " +
-                        std::to_string(limits_.max_message_bytes) + " bytes");
-  }
-  if (std::string why = AddressProblem(request.sender(), true); !why.empty()) {
-    refuse("5.1.7", "bad sender: " + why);
-  }
-  for (const auto& rcpt : request.recipients()) {
-    if (std::string why = AddressProblem(rcpt, false); !why.empty()) {
-      refuse("5.1.3", "bad recipient: " + why);
-    }
-  }
-  if (conn->refuse != InjectReply::STATUS_UNSPECIFIED) return;
-  spool::Envelope& e = conn->envelope;
-  e.set_sender(request.sender());
-  for (int i = 0; i < request.recipients_size(); ++i) {
-    auto* r = e.add_recipients();
-    r->set_index(static_cast<uint32_t>(i));
-    r->set_address(request.recipients(i));
-  }
-  *e.mutable_client() = TrustedClientInfo(request.client(), conn->cred);
-  e.set_smtputf8(request.smtputf8());
-  e.set_eight_bit(request.eight_bit());
+  conn->envelope = EnvelopeFromRequest(request, conn->cred);
   // The size the client announces, up to what is kept in memory: a client
   // claiming 50 MB and sending nothing holds no memory for it.
   if (request.size() > 0)

@@ -14,6 +14,7 @@
 
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,25 @@ std::string AddressProblem(const std::string& address, bool is_sender);
 // "local" and nothing else. Either way with the peer's real uid.
 ClientInfo TrustedClientInfo(const ClientInfo& claimed,
                              const farm::PeerCred& cred);
+
+// Why an injection is refused, before its message is read to the end.
+struct InjectRefusal {
+  std::string dsn;  // 5.x.y: every check here is permanent
+  std::string text;
+};
+
+// The checks every injection passes, whether it came over inject.sock or
+// from spool/maildrop/: recipients present and within max_recipients, the
+// declared size within max_message_bytes, well-formed addresses. The first
+// problem found, or nullopt.
+std::optional<InjectRefusal> CheckInjectRequest(const InjectRequest& request,
+                                                const InjectLimits& limits);
+
+// The envelope of a checked request: recipients numbered in order, client
+// information as TrustedClientInfo allows for `cred` (the peer's SO_PEERCRED,
+// or for a maildrop file its owner), never more than the kernel vouches for.
+spool::Envelope EnvelopeFromRequest(const InjectRequest& request,
+                                    const farm::PeerCred& cred);
 
 class InjectServer {
  public:

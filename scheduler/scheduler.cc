@@ -21,6 +21,7 @@
 #include "scheduler/farm_link.h"
 #include "scheduler/inject_server.h"
 #include "scheduler/loop_tasks.h"
+#include "scheduler/maildrop_pickup.h"
 #include "scheduler/metrics.h"
 #include "scheduler/metrics_server.h"
 #include "scheduler/queue_manager.h"
@@ -179,6 +180,7 @@ struct Process {
   std::unique_ptr<QueueManager> queue;
   std::unique_ptr<FarmDispatcher> farms;
   std::unique_ptr<InjectServer> inject;
+  std::unique_ptr<MaildropPickup> pickup;
   std::unique_ptr<ControlServer> control;
   std::unique_ptr<MetricsServer> metrics;
   event* tick = nullptr;
@@ -306,6 +308,14 @@ int RunScheduler(const farm::Config& config, const std::string& config_path) {
   p.inject = std::make_unique<InjectServer>(
       p.base, std::move(*inject_fd), p.queue.get(), p.store.get(),
       farm::RealClock(), InjectLimitsFrom(config));
+  // Messages sendmail left in spool/maildrop/ while this scheduler was down.
+  p.pickup =
+      std::make_unique<MaildropPickup>(options.spool_dir, p.queue.get(),
+                                       p.tasks.get(), InjectLimitsFrom(config));
+  if (farm::Status started = p.pickup->Start(); !started.ok()) {
+    LOG(ERROR) << "maildrop pickup not running (messages sendmail leaves in "
+               << options.spool_dir << "/maildrop wait): " << started.message();
+  }
   ControlServer::Hooks hooks;
   hooks.reload = [&p] { return p.Reload(); };
   hooks.stop = [&p] { event_base_loopbreak(p.base); };
@@ -353,6 +363,7 @@ int RunScheduler(const farm::Config& config, const std::string& config_path) {
 
   // Orderly stop: no new work, finish the disk work already queued (its
   // completions still run, so acknowledged means durable), then tear down.
+  p.pickup->Stop();
   p.inject->Quiesce();
   p.store->Shutdown();
   p.tasks->RunPending();
@@ -365,6 +376,7 @@ int RunScheduler(const farm::Config& config, const std::string& config_path) {
   for (event* e : {sigterm, sigint, sighup, p.tick}) event_free(e);
   p.metrics.reset();
   p.control.reset();
+  p.pickup.reset();
   p.inject.reset();
   p.farms.reset();
   p.queue.reset();

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "farm/farm_manager.h"
+#include "farm/inherited_key.h"
 #include "farm/program.h"
 #include "farm/sockets.h"
 #include "smtpd/smtpd_handler.h"
@@ -75,7 +76,10 @@ FILES
 int main(int argc, char** argv) {
   farm::InitProgram(&argc, &argv, kHelp);
   farm::Config config = farm::LoadConfigOrDie();
-  auto settings = smtpd::BuildSettings(config);
+  // The TLS key as mailfarmd read it before dropping root (so the key file
+  // may stay root-only); kept for every reload.
+  farm::UniqueFd tls_key = farm::TakeInheritedKey();
+  auto settings = smtpd::BuildSettings(config, tls_key.get());
   if (!settings.ok()) {
     LOG(ERROR) << FLAGS_config << ": " << settings.status().message();
     return farm::kExitConfig;
@@ -128,14 +132,14 @@ int main(int argc, char** argv) {
     return farm::kExitOsErr;
   }
   smtpd::AnvilTable* anvil_table = anvil->get();
-  spec.reload = [&current] {
+  spec.reload = [&current, &tls_key] {
     auto fresh_config = farm::LoadConfig(FLAGS_config);
     if (!fresh_config.ok()) {
       LOG(ERROR) << "reload: " << fresh_config.status().message()
                  << " (keeping the old config)";
       return;
     }
-    auto fresh = smtpd::BuildSettings(*fresh_config);
+    auto fresh = smtpd::BuildSettings(*fresh_config, tls_key.get());
     if (!fresh.ok()) {
       LOG(ERROR) << "reload: " << fresh.status().message()
                  << " (keeping the old config)";

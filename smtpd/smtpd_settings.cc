@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
+
+#include "farm/inherited_key.h"
 
 namespace smtpd {
 
@@ -56,7 +59,7 @@ SessionOptions OptionsForListener(const SessionOptions& base,
 }
 
 farm::StatusOr<std::shared_ptr<const SmtpdSettings>> BuildSettings(
-    const farm::Config& config) {
+    const farm::Config& config, int tls_key_fd) {
   const auto& c = config.smtpd();
   auto settings = std::make_shared<SmtpdSettings>();
   SessionOptions& s = settings->session;
@@ -121,8 +124,16 @@ farm::StatusOr<std::shared_ptr<const SmtpdSettings>> BuildSettings(
         "smtpd: tls_cert_file and tls_key_file go together");
   }
   if (c.has_tls_cert_file()) {
+    std::optional<std::string> key_pem;
+    if (tls_key_fd >= 0) {
+      auto key = farm::ReadKeyFd(tls_key_fd);
+      if (!key.ok())
+        return farm::Status::Invalid("smtpd: " + key.status().message());
+      key_pem = std::move(*key);
+    }
     auto tls = TlsServerContext::Create(farm::ResolvePath(c.tls_cert_file()),
-                                        farm::ResolvePath(c.tls_key_file()));
+                                        farm::ResolvePath(c.tls_key_file()),
+                                        key_pem ? &*key_pem : nullptr);
     if (!tls.ok())
       return farm::Status::Invalid("smtpd: " + tls.status().message());
     settings->tls = std::move(*tls);

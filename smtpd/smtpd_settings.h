@@ -49,9 +49,10 @@ struct SmtpdSettings {
 // Builds and checks the settings. Refuses what would make an open relay (a
 // trusted network of prefix length 0), malformed networks, a PROXY listener
 // with no proxy_networks, a certificate without key (or the reverse), and
-// certificate/key files that do not load.
+// certificate/key files that do not load. `tls_key_fd` (>= 0): the key as
+// mailfarmd read it before dropping root, used instead of tls_key_file.
 farm::StatusOr<std::shared_ptr<const SmtpdSettings>> BuildSettings(
-    const farm::Config& config);
+    const farm::Config& config, int tls_key_fd = -1);
 
 }  // namespace smtpd
 

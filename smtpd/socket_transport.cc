@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -34,7 +36,8 @@ std::string OpenSslError() {
 }  // namespace
 
 farm::StatusOr<std::shared_ptr<TlsServerContext>> TlsServerContext::Create(
-    const std::string& cert_file, const std::string& key_file) {
+    const std::string& cert_file, const std::string& key_file,
+    const std::string* key_pem) {
   SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
   if (ctx == nullptr)
     return farm::Status::Error("SSL_CTX_new: " + OpenSslError());
@@ -48,8 +51,20 @@ farm::StatusOr<std::shared_ptr<TlsServerContext>> TlsServerContext::Create(
     return farm::Status::Invalid("tls_cert_file " + cert_file + ": " +
                                  OpenSslError());
   }
-  if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), SSL_FILETYPE_PEM) !=
-      1) {
+  if (key_pem != nullptr) {
+    BIO* bio =
+        BIO_new_mem_buf(key_pem->data(), static_cast<int>(key_pem->size()));
+    EVP_PKEY* key =
+        bio ? PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr) : nullptr;
+    BIO_free(bio);
+    bool used = key != nullptr && SSL_CTX_use_PrivateKey(ctx, key) == 1;
+    EVP_PKEY_free(key);
+    if (!used) {
+      return farm::Status::Invalid("tls_key_file " + key_file +
+                                   " (read by mailfarmd): " + OpenSslError());
+    }
+  } else if (SSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(),
+                                         SSL_FILETYPE_PEM) != 1) {
     return farm::Status::Invalid("tls_key_file " + key_file + ": " +
                                  OpenSslError());
   }

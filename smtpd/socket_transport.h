@@ -20,9 +20,12 @@ namespace smtpd {
 class TlsServerContext {
  public:
   // Loads a PEM certificate chain and private key and checks they match.
-  // Errors name the file and carry OpenSSL's reason.
+  // The key comes from `key_pem` when given (the bytes mailfarmd read as
+  // root, farm/inherited_key.h), else from key_file. Errors name the file
+  // and carry OpenSSL's reason.
   static farm::StatusOr<std::shared_ptr<TlsServerContext>> Create(
-      const std::string& cert_file, const std::string& key_file);
+      const std::string& cert_file, const std::string& key_file,
+      const std::string* key_pem = nullptr);
   ~TlsServerContext();
   SSL_CTX* get() const { return ctx_; }
 
