@@ -108,7 +108,6 @@ int Postdrop(const farm::Config& config, const std::string& config_path,
                                          helper + ": " + strerror(spawned));
   }
   read_end.Reset();
-  ::signal(SIGPIPE, SIG_IGN);  // a helper that exits early must not kill us
   farm::Status written =
       farm::WriteFull(write_end.get(), record.data(), record.size());
   write_end.Reset();
@@ -129,6 +128,9 @@ int Postdrop(const farm::Config& config, const std::string& config_path,
 int main(int argc, char** argv) {
   using mailfarm::scheduler::AddressProblem;
   farm::InitLogging(argv[0]);
+  // A scheduler that refuses at once, or a postdrop that exits early, closes
+  // its end: that is an error to report with its exit code, not a SIGPIPE.
+  ::signal(SIGPIPE, SIG_IGN);
   mailfarm::scheduler::SendmailOptions options;
   std::vector<std::string> args(argv + 1, argv + argc);
   if (std::string error =
