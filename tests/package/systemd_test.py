@@ -162,7 +162,8 @@ def check_layout(m):
     assert "/etc/mailfarm/mailfarm.conf" in conffiles, conffiles
     stat = m.sh("stat -c '%U:%G %a' /var/spool/mailfarm /var/log/mailfarm "
                 "/run/mailfarm").stdout.split("\n")
-    assert stat[0] == "mailfarm:mailfarm 700", stat
+    # 0710 with the maildrop group once mailfarmd has set the maildrop up.
+    assert stat[0] in ("mailfarm:mailfarm 700", "mailfarm:mailfarm-drop 710"), stat
     assert stat[1] == "mailfarm:mailfarm 750", stat
     assert stat[2].startswith("mailfarm:"), stat
 
